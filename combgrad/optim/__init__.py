@@ -1,0 +1,35 @@
+"""Optimizers from gradient-method papers, in the style of :mod:`torch.optim`.
+
+Needs only torch (never imports :mod:`solvers`). Names load lazily so that importing
+one optimizer does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SGLD": "sgld",
+    "sgld": "sgld",
+    "HAdam": "hadam",
+    "hadam": "hadam",
+    "OGD": "ogd",
+    "FollowTheRidge": "follow_ridge",
+    "SGDA": "sgda",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'combgrad.optim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,64 @@
+"""The adapter contract every backend implements.
+
+An adapter translates a `LinearProgram` once, in matrix form, runs the solver,
+checks every returned status, and hands back a `Solution` whose duals already
+follow the package convention (duals = dz/db). Feasibility re-checks and timing
+are done once, in :mod:`solvers._solve`, for every backend alike.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..problem import LinearProgram
+from ..result import Solution
+
+__all__ = ["Backend", "Model"]
+
+
+class Model(abc.ABC):
+    """A backend model kept alive so that new costs do not rebuild it."""
+
+    @abc.abstractmethod
+    def solve(self, c: np.ndarray | None = None) -> Solution:
+        """Solve, optionally with new costs ``c`` (same shape as the original)."""
+
+
+class Backend(abc.ABC):
+    """One solver behind the common interface.
+
+    Class attributes are the capability flags read by the registry.
+    """
+
+    name: str = ""
+    description: str = ""
+    supports_integer: bool = False
+    supports_continuous: bool = True
+    supports_duals: bool = False
+    exact: bool = True  # False for first-order methods (PDLP): answers to a looser tolerance
+    feasibility_tol: float = 1e-6
+    required_modules: tuple[str, ...] = ()
+
+    def is_installed(self) -> bool:
+        """Whether the backend's packages can be imported (checked without importing them)."""
+        return all(importlib.util.find_spec(m) is not None for m in self.required_modules)
+
+    @abc.abstractmethod
+    def build(
+        self, problem: LinearProgram, *, time_limit: float | None, options: Mapping[str, Any]
+    ) -> Model:
+        """Translate ``problem`` into a live backend model."""
+
+    def capabilities(self) -> dict[str, bool]:
+        """The capability flags as a dict."""
+        return {
+            "integer": self.supports_integer,
+            "continuous": self.supports_continuous,
+            "duals": self.supports_duals,
+            "exact": self.exact,
+        }

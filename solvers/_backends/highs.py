@@ -1,0 +1,207 @@
+"""HiGHS through highspy: LP (simplex/IPM) and MILP (branch and cut)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..problem import LinearProgram
+from ..result import STATUS_MESSAGES, Solution, Status
+from .base import Backend, Model
+
+__all__ = ["HighsBackend"]
+
+_STATUS_MAP = {
+    "kOptimal": Status.OPTIMAL,
+    "kInfeasible": Status.INFEASIBLE,
+    "kUnbounded": Status.UNBOUNDED,
+    "kUnboundedOrInfeasible": Status.INFEASIBLE_OR_UNBOUNDED,
+    "kTimeLimit": Status.TIME_LIMIT,
+    "kIterationLimit": Status.ERROR,
+    "kSolutionLimit": Status.ERROR,
+    "kObjectiveBound": Status.ERROR,
+    "kObjectiveTarget": Status.ERROR,
+    "kInterrupt": Status.ERROR,
+    "kMemoryLimit": Status.ERROR,
+    "kUnknown": Status.NUMERICAL,
+}
+
+_banner_silenced = False
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Swallow what the C++ library writes to fd 1 (HiGHS prints a banner on its first construction)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _new_highs():
+    import highspy
+
+    global _banner_silenced
+    if _banner_silenced:
+        h = highspy.Highs()
+    else:
+        with _quiet_stdout():
+            h = highspy.Highs()
+        _banner_silenced = True
+    return h
+
+
+def _check(call_status: Any, what: str) -> None:
+    import highspy
+
+    if call_status == highspy.HighsStatus.kError:
+        raise RuntimeError(f"HiGHS {what} returned kError")
+
+
+class HighsModel(Model):
+    def __init__(
+        self,
+        problem: LinearProgram,
+        *,
+        time_limit: float | None,
+        options: Mapping[str, Any],
+        warm_start: bool,
+    ) -> None:
+        import highspy
+
+        self.problem = problem
+        self.warm_start = warm_start
+        self.highs = h = _new_highs()
+        settings: dict[str, Any] = {"output_flag": False}
+        if time_limit is not None:
+            settings["time_limit"] = float(time_limit)
+        settings.update(options)
+        for name, value in settings.items():
+            if h.setOptionValue(name, value) == highspy.HighsStatus.kError:
+                raise ValueError(f"`options`: HiGHS rejected option {name}={value!r}.")
+        self._presolve = settings.get("presolve", "choose")
+
+        lp = highspy.HighsLp()
+        n = problem.n_vars
+        A = sp.vstack([problem.A_ub, problem.A_eq], format="csc")
+        lp.num_col_ = n
+        lp.num_row_ = A.shape[0]
+        lp.col_cost_ = problem.c
+        lp.col_lower_ = problem.lb
+        lp.col_upper_ = problem.ub
+        lp.row_lower_ = np.concatenate([np.full(problem.n_ub, -np.inf), problem.b_eq])
+        lp.row_upper_ = np.concatenate([problem.b_ub, problem.b_eq])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_ = n
+        lp.a_matrix_.num_row_ = A.shape[0]
+        lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = A.indices.astype(np.int32)
+        lp.a_matrix_.value_ = A.data
+        if problem.is_mip:
+            kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+            lp.integrality_ = [kinds[int(k)] for k in problem.integrality]
+        _check(h.passModel(lp), "passModel")
+        self._indices = np.arange(n, dtype=np.int32)
+
+    def solve(self, c: np.ndarray | None = None) -> Solution:
+        import highspy
+
+        h = self.highs
+        if c is not None:
+            _check(
+                h.changeColsCost(len(c), self._indices, np.asarray(c, np.float64)), "changeColsCost"
+            )
+            if not self.warm_start:
+                h.clearSolver()  # a cold solve beat a warm start after changing all costs
+        start = time.perf_counter()
+        run_status = h.run()
+        elapsed = time.perf_counter() - start
+        if run_status == highspy.HighsStatus.kError:
+            return Solution(
+                Status.ERROR,
+                backend="highs",
+                solve_time=elapsed,
+                message=(
+                    "HiGHS run() returned kError. If the `threads` option was changed after an "
+                    "earlier solve in this process, HiGHS refuses to run: its thread pool is shared "
+                    "per process."
+                ),
+            )
+        raw = h.modelStatusToString(h.getModelStatus())
+        raw_name = h.getModelStatus().name
+        status = _STATUS_MAP.get(raw_name, Status.ERROR)
+        if status is Status.INFEASIBLE_OR_UNBOUNDED and self._presolve != "off":
+            # Presolve cannot tell the two apart; a run without it can.
+            h.setOptionValue("presolve", "off")
+            h.clearSolver()
+            h.run()
+            h.setOptionValue("presolve", self._presolve)
+            raw_name = h.getModelStatus().name
+            raw = h.modelStatusToString(h.getModelStatus())
+            status = _STATUS_MAP.get(raw_name, Status.ERROR)
+            elapsed = time.perf_counter() - start
+        info = h.getInfo()
+        message = f"{STATUS_MESSAGES[status]} (HiGHS {raw_name}: {raw})"
+        problem = self.problem
+        x = duals_ub = duals_eq = None
+        objective = {Status.INFEASIBLE: np.inf, Status.UNBOUNDED: -np.inf}.get(status, np.nan)
+        extra: dict[str, Any] = {"raw_status": raw_name}
+        has_primal = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if status is Status.OPTIMAL or (status is Status.TIME_LIMIT and has_primal):
+            sol = h.getSolution()
+            x = np.array(sol.col_value, dtype=np.float64)
+            objective = float(info.objective_function_value)
+            if problem.is_mip:
+                extra["mip_gap"] = float(info.mip_gap)
+                extra["mip_dual_bound"] = float(info.mip_dual_bound)
+            elif status is Status.OPTIMAL and sol.dual_valid:
+                # HiGHS row duals are already dz/d(row bound) for a minimisation.
+                row_dual = np.array(sol.row_dual, dtype=np.float64)
+                duals_ub = row_dual[: problem.n_ub]
+                duals_eq = row_dual[problem.n_ub :]
+                extra["reduced_costs"] = np.array(sol.col_dual, dtype=np.float64)
+        if not problem.is_mip:
+            extra["iterations"] = int(info.simplex_iteration_count) + int(info.ipm_iteration_count)
+        return Solution(
+            status,
+            x=x,
+            objective=objective,
+            duals_ub=duals_ub,
+            duals_eq=duals_eq,
+            backend="highs",
+            message=message,
+            solve_time=elapsed,
+            info=extra,
+        )
+
+
+class HighsBackend(Backend):
+    name = "highs"
+    description = "HiGHS via highspy: dual simplex / IPM for LP, branch and cut for MILP."
+    supports_integer = True
+    supports_duals = True
+    required_modules = ("highspy",)
+
+    def build(
+        self, problem: LinearProgram, *, time_limit: float | None, options: Mapping[str, Any]
+    ) -> HighsModel:
+        opts = dict(options)
+        warm_start = bool(opts.pop("warm_start", False))
+        return HighsModel(problem, time_limit=time_limit, options=opts, warm_start=warm_start)

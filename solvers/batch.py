@@ -1,0 +1,127 @@
+"""`solve_batch`: many problems, or one structure with many cost vectors, in order."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ._solve import Solver
+from .errors import SolverError
+from .problem import LinearProgram
+from .result import Solution, Status
+
+__all__ = ["solve_batch"]
+
+
+def _failed(index: int, backend: str, exc: BaseException) -> Solution:
+    return Solution(
+        Status.ERROR,
+        backend=backend,
+        message=f"batch item {index}: {type(exc).__name__}: {exc}",
+    )
+
+
+def _solve_chunk(
+    start: int,
+    items: Sequence[Any],
+    structure: LinearProgram | None,
+    backend: str,
+    time_limit: float | None,
+    options: Mapping[str, Any] | None,
+) -> list[Solution]:
+    """Solve consecutive items; an item that fails yields an ERROR Solution, never an exception."""
+    out: list[Solution] = []
+    solver: Solver | None = None
+    for offset, item in enumerate(items):
+        index = start + offset
+        try:
+            if structure is not None:
+                if solver is None:
+                    solver = Solver(structure, backend, time_limit=time_limit, options=options)
+                sol = solver.solve(item)
+            else:
+                if not isinstance(item, LinearProgram):
+                    raise TypeError(
+                        f"expected a solvers.LinearProgram, got {type(item).__name__} "
+                        "(pass `structure=` to give cost vectors)"
+                    )
+                sol = Solver(item, backend, time_limit=time_limit, options=options).solve()
+        except (ValueError, TypeError, SolverError, RuntimeError) as exc:
+            sol = _failed(index, backend, exc)
+        out.append(sol)
+    return out
+
+
+def solve_batch(
+    problems_or_costs: Sequence[Any],
+    *,
+    structure: LinearProgram | None = None,
+    backend: str = "highs",
+    workers: int | None = None,
+    executor: Executor | None = None,
+    time_limit: float | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> list[Solution]:
+    """Solve a batch, preserving order; a failing item is reported in its own `Solution`.
+
+    Args:
+        problems_or_costs: `LinearProgram` objects, or, with ``structure``, cost
+            vectors of shape (n,) (a 2-D array of shape (B, n) works too).
+        structure: a problem whose constraints all items share; the backend model
+            is then built once per chunk and only the costs change (see `Solver`).
+        backend, time_limit, options: as for :func:`solvers.solve`.
+        workers: solve in this many worker processes (spawned, so that solver
+            thread pools are never forked), one contiguous chunk each.
+        executor: any ``concurrent.futures.Executor`` (e.g. a dask.distributed
+            client's executor) to run the chunks on; overrides ``workers``.
+
+    Returns:
+        One `Solution` per item, in input order. Items that raise (bad costs, a
+        backend error) come back with ``Status.ERROR`` and the reason in
+        ``message``; every other item is still solved.
+    """
+    if structure is not None and not isinstance(structure, LinearProgram):
+        raise TypeError(
+            f"`structure` must be a solvers.LinearProgram; got {type(structure).__name__}."
+        )
+    if isinstance(problems_or_costs, np.ndarray):
+        items: list[Any] = list(problems_or_costs)
+    else:
+        items = list(problems_or_costs)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"`workers` must be a positive integer; got {workers!r}.")
+    if not items:
+        return []
+    if executor is None and (workers is None or workers == 1):
+        return _solve_chunk(0, items, structure, backend, time_limit, options)
+
+    n_chunks = workers or max(1, getattr(executor, "_max_workers", 1) or 1)
+    n_chunks = min(n_chunks, len(items))
+    bounds = np.linspace(0, len(items), n_chunks + 1).astype(int)
+    own_pool = None
+    if executor is None:
+        own_pool = executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+    try:
+        futures = [
+            executor.submit(
+                _solve_chunk, int(lo), items[lo:hi], structure, backend, time_limit, options
+            )
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+        results: list[Solution] = []
+        for (lo, hi), future in zip(itertools.pairwise(bounds), futures):
+            try:
+                results.extend(future.result())
+            except Exception as exc:  # a worker died: lose only its own items
+                results.extend(_failed(int(i), backend, exc) for i in range(lo, hi))
+        return results
+    finally:
+        if own_pool is not None:
+            own_pool.shutdown()

@@ -1,0 +1,314 @@
+"""`LinearProgram`: the problem model shared by every backend.
+
+The form is scipy's (``scipy.optimize.linprog`` / ``milp``), always a minimization::
+
+    min  c @ x
+    s.t. A_ub @ x <= b_ub
+         A_eq @ x == b_eq
+         lb <= x <= ub              (bounds; default 0 <= x < inf)
+         x[j] integer where integrality[j] == 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["LinearProgram"]
+
+
+def _vector(value: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a one-dimensional array of numbers.") from exc
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be one-dimensional; got shape {arr.shape}.")
+    if np.isnan(arr).any():
+        raise ValueError(
+            f"`{name}` must not contain NaN (found at index {int(np.isnan(arr).argmax())})."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(
+            f"`{name}` must contain only finite numbers; found +-inf at index "
+            f"{int((~np.isfinite(arr)).argmax())}."
+        )
+    return arr
+
+
+def _matrix(value: Any, name: str, n: int) -> sp.csr_array:
+    if sp.issparse(value):
+        mat = sp.csr_array(value, dtype=np.float64)
+    else:
+        try:
+            dense = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`{name}` must be a two-dimensional array of numbers.") from exc
+        if dense.ndim == 1 and dense.size == n and n > 0:
+            dense = dense.reshape(1, n)
+        if dense.ndim != 2:
+            raise ValueError(f"`{name}` must be two-dimensional; got shape {dense.shape}.")
+        if np.isnan(dense).any():
+            raise ValueError(f"`{name}` must not contain NaN.")
+        if not np.isfinite(dense).all():
+            raise ValueError(f"`{name}` must contain only finite numbers; found +-inf.")
+        mat = sp.csr_array(dense)
+    if mat.ndim != 2:
+        raise ValueError(f"`{name}` must be two-dimensional; got shape {mat.shape}.")
+    if np.isnan(mat.data).any():
+        raise ValueError(f"`{name}` must not contain NaN.")
+    if not np.isfinite(mat.data).all():
+        raise ValueError(f"`{name}` must contain only finite numbers; found +-inf.")
+    if mat.shape[1] != n:
+        raise ValueError(f"`{name}` must have len(c) = {n} columns; got shape {mat.shape}.")
+    mat.sum_duplicates()
+    mat.eliminate_zeros()
+    return mat
+
+
+def _constraints(
+    A: Any, b: Any, a_name: str, b_name: str, n: int
+) -> tuple[sp.csr_array, np.ndarray]:
+    if A is None and b is None:
+        return sp.csr_array((0, n)), np.zeros(0)
+    if A is None or b is None:
+        missing, given = (a_name, b_name) if A is None else (b_name, a_name)
+        raise ValueError(f"`{missing}` must be given when `{given}` is given.")
+    mat = _matrix(A, a_name, n)
+    rhs = _vector(b, b_name)
+    if mat.shape[0] != rhs.shape[0]:
+        raise ValueError(
+            f"`{a_name}` must have shape (len({b_name}), len(c)) = {(rhs.shape[0], n)}; "
+            f"got {mat.shape}."
+        )
+    return mat, rhs
+
+
+def _bounds(bounds: Any, n: int) -> np.ndarray:
+    """Normalise scipy-style bounds to an (n, 2) float array with +-inf for 'none'."""
+    out = np.empty((n, 2))
+    if bounds is None:
+        out[:, 0], out[:, 1] = 0.0, np.inf
+        return out
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):  # scipy.optimize.Bounds
+        lb = np.broadcast_to(np.asarray(bounds.lb, dtype=np.float64), (n,))
+        ub = np.broadcast_to(np.asarray(bounds.ub, dtype=np.float64), (n,))
+        out[:, 0], out[:, 1] = lb, ub
+    elif isinstance(bounds, np.ndarray) and bounds.dtype.kind in "fiu":
+        arr = bounds.astype(np.float64)
+        if arr.shape == (2,):
+            arr = np.tile(arr, (n, 1))
+        if arr.shape != (n, 2):
+            raise ValueError(
+                f"`bounds` must be a (lb, ub) pair or have shape (len(c), 2) = {(n, 2)}; "
+                f"got shape {arr.shape}."
+            )
+        out[:] = arr
+    else:
+        try:
+            items = list(bounds)
+            is_pair = len(items) == 2 and not any(
+                isinstance(b, Sequence | np.ndarray) for b in items
+            )
+            pairs = [items] * n if is_pair else [list(p) for p in items]
+        except TypeError as exc:
+            raise ValueError(
+                "`bounds` must be a (lb, ub) pair or a sequence of len(c) pairs."
+            ) from exc
+        if len(pairs) == 1 and n > 1:
+            pairs = pairs * n
+        if len(pairs) != n or any(len(p) != 2 for p in pairs):
+            raise ValueError(
+                f"`bounds` must be a (lb, ub) pair or have shape (len(c), 2) = {(n, 2)}; "
+                f"got {len(pairs)} entries."
+            )
+        for j, (lo, hi) in enumerate(pairs):
+            try:
+                out[j, 0] = -np.inf if lo is None else float(lo)
+                out[j, 1] = np.inf if hi is None else float(hi)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"`bounds` must hold numbers or None (variable {j}).") from exc
+    if np.isnan(out).any():
+        raise ValueError("`bounds` must not contain NaN (use None or +-inf for 'unbounded').")
+    if (out[:, 0] == np.inf).any():
+        raise ValueError(
+            f"`bounds`: lower bound of variable {int((out[:, 0] == np.inf).argmax())} is +inf."
+        )
+    if (out[:, 1] == -np.inf).any():
+        raise ValueError(
+            f"`bounds`: upper bound of variable {int((out[:, 1] == -np.inf).argmax())} is -inf."
+        )
+    bad = out[:, 0] > out[:, 1]
+    if bad.any():
+        j = int(bad.argmax())
+        raise ValueError(
+            f"`bounds`: lower bound exceeds upper bound for variable {j} ({out[j, 0]} > {out[j, 1]})."
+        )
+    return out
+
+
+def _integrality(value: Any, n: int) -> np.ndarray:
+    if value is None:
+        return np.zeros(n, dtype=np.int8)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("`integrality` must be an array of 0/1 flags.") from exc
+    arr = np.broadcast_to(arr, (n,)) if arr.ndim == 0 else arr
+    if arr.shape != (n,):
+        raise ValueError(f"`integrality` must have shape (len(c),) = ({n},); got {arr.shape}.")
+    if not np.isin(arr, (0.0, 1.0)).all():
+        raise ValueError("`integrality` must contain only 0 (continuous) or 1 (integer).")
+    return arr.astype(np.int8)
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class LinearProgram:
+    """A linear or mixed-integer linear program, validated on construction.
+
+    Arguments follow ``scipy.optimize.linprog`` / ``milp``; the problem is always
+    a minimization of ``c @ x``.
+
+    Args:
+        c: objective coefficients, shape (n,), finite.
+        A_ub: inequality matrix, shape (m_ub, n), dense or scipy.sparse, finite.
+        b_ub: inequality right-hand side, shape (m_ub,), finite.
+        A_eq: equality matrix, shape (m_eq, n), dense or scipy.sparse, finite.
+        b_eq: equality right-hand side, shape (m_eq,), finite.
+        bounds: as scipy: None (every ``0 <= x < inf``), one ``(lb, ub)`` pair for
+            all variables, a sequence of n pairs, an (n, 2) array, or a
+            ``scipy.optimize.Bounds``. ``None`` or +-inf means no bound.
+        integrality: 0/1 per variable (1 = integer), or a scalar for all; None
+            means all continuous.
+
+    Stored attributes are normalised: ``A_ub``/``A_eq`` are CSR arrays (with zero
+    rows when absent), ``bounds`` is an (n, 2) float array, ``integrality`` an int8
+    vector; all arrays are read-only.
+
+    Raises:
+        ValueError: naming the offending argument, for wrong shapes, NaN anywhere,
+            +-inf outside ``bounds``, an empty ``c``, or a lower bound above its
+            upper bound.
+    """
+
+    c: np.ndarray
+    A_ub: sp.csr_array
+    b_ub: np.ndarray
+    A_eq: sp.csr_array
+    b_eq: np.ndarray
+    bounds: np.ndarray
+    integrality: np.ndarray
+
+    def __init__(
+        self,
+        c: Any,
+        A_ub: Any = None,
+        b_ub: Any = None,
+        A_eq: Any = None,
+        b_eq: Any = None,
+        bounds: Any = None,
+        integrality: Any = None,
+    ) -> None:
+        c_arr = _vector(c, "c")
+        n = c_arr.shape[0]
+        if n == 0:
+            raise ValueError("`c` must be non-empty: a problem needs at least one variable.")
+        A_ub_m, b_ub_v = _constraints(A_ub, b_ub, "A_ub", "b_ub", n)
+        A_eq_m, b_eq_v = _constraints(A_eq, b_eq, "A_eq", "b_eq", n)
+        bnds = _bounds(bounds, n)
+        integ = _integrality(integrality, n)
+        for arr in (c_arr, b_ub_v, b_eq_v, bnds, integ):
+            arr.setflags(write=False)
+        for name, value in (
+            ("c", c_arr),
+            ("A_ub", A_ub_m),
+            ("b_ub", b_ub_v),
+            ("A_eq", A_eq_m),
+            ("b_eq", b_eq_v),
+            ("bounds", bnds),
+            ("integrality", integ),
+        ):
+            object.__setattr__(self, name, value)
+
+    # -- derived views -------------------------------------------------------------
+    @property
+    def n_vars(self) -> int:
+        """Number of variables n."""
+        return int(self.c.shape[0])
+
+    @property
+    def n_ub(self) -> int:
+        """Number of inequality rows m_ub."""
+        return int(self.b_ub.shape[0])
+
+    @property
+    def n_eq(self) -> int:
+        """Number of equality rows m_eq."""
+        return int(self.b_eq.shape[0])
+
+    @property
+    def lb(self) -> np.ndarray:
+        """Lower bounds, shape (n,), -inf where unbounded."""
+        return self.bounds[:, 0]
+
+    @property
+    def ub(self) -> np.ndarray:
+        """Upper bounds, shape (n,), +inf where unbounded."""
+        return self.bounds[:, 1]
+
+    @property
+    def is_mip(self) -> bool:
+        """True when at least one variable is integer."""
+        return bool(self.integrality.any())
+
+    def with_costs(self, c: Any) -> LinearProgram:
+        """Same constraints, new objective (validated); the matrices are shared, not copied."""
+        c_arr = _vector(c, "c")
+        if c_arr.shape != self.c.shape:
+            raise ValueError(f"`c` must have shape {self.c.shape}; got {c_arr.shape}.")
+        c_arr.setflags(write=False)
+        new = object.__new__(LinearProgram)
+        for name in ("A_ub", "b_ub", "A_eq", "b_eq", "bounds", "integrality"):
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "c", c_arr)
+        return new
+
+    def relaxation(self) -> LinearProgram:
+        """The LP relaxation (integrality dropped)."""
+        return self.replace(integrality=None)
+
+    def replace(self, **changes: Any) -> LinearProgram:
+        """A new validated problem with some arguments replaced."""
+        args = {
+            "c": self.c,
+            "A_ub": self.A_ub if self.n_ub else None,
+            "b_ub": self.b_ub if self.n_ub else None,
+            "A_eq": self.A_eq if self.n_eq else None,
+            "b_eq": self.b_eq if self.n_eq else None,
+            "bounds": self.bounds,
+            "integrality": self.integrality,
+        }
+        args.update(changes)
+        return LinearProgram(**args)
+
+    def residuals(self, x: np.ndarray) -> float:
+        """Largest violation of any constraint or bound at ``x`` (0 when feasible)."""
+        x = np.asarray(x, dtype=np.float64)
+        viol = [0.0]
+        if self.n_ub:
+            viol.append(float(np.max(self.A_ub @ x - self.b_ub)))
+        if self.n_eq:
+            viol.append(float(np.max(np.abs(self.A_eq @ x - self.b_eq))))
+        viol.append(float(np.max(self.lb - x)))
+        viol.append(float(np.max(x - self.ub)))
+        return max(viol)
+
+    def __repr__(self) -> str:
+        kind = "MILP" if self.is_mip else "LP"
+        return f"LinearProgram({kind}, n={self.n_vars}, m_ub={self.n_ub}, m_eq={self.n_eq})"
