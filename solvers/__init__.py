@@ -41,16 +41,26 @@ _LAZY = {
     "from_cvxpy": "cvxpy_frontend",
     "CvxpyMapping": "cvxpy_frontend",
     "solve_batch": "batch",
+    "assignment": "combinatorial",
+    "assignment_lp": "combinatorial",
+    "assignment_batch": "combinatorial",
+    "alignment": "combinatorial",
+    "alignment_lp": "combinatorial",
+    "alignment_batch": "combinatorial",
+    "shortest_path": "combinatorial",
+    "shortest_path_lp": "combinatorial",
 }
 __all__ += sorted(_LAZY)
 
 
 def __getattr__(name: str):
+    import importlib
+
+    if name == "combinatorial":
+        return importlib.import_module(".combinatorial", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'solvers' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import solvers
 from solvers import LinearProgram, Status
 from tests.conftest import LP_BACKENDS, MILP_BACKENDS
+from tests.lp_cases import random_lp
 
 ALL_BACKENDS = solvers.available_backends()
 CONTINUOUS_BACKENDS = [b for b in ALL_BACKENDS if b != "cp-sat"]
@@ -169,22 +170,6 @@ def test_registry_flags():
 
 
 # -- the dual sign convention, proven by finite differences --------------------------------
-
-
-def random_lp(seed: int, n: int, m_ub: int, m_eq: int) -> LinearProgram:
-    """A random feasible, bounded LP (feasible by construction around a positive point)."""
-    rng = np.random.default_rng(seed)
-    x0 = rng.uniform(0.5, 2.0, n)
-    A_ub = rng.normal(size=(m_ub, n))
-    A_eq = rng.normal(size=(m_eq, n))
-    return LinearProgram(
-        rng.normal(size=n),
-        A_ub=A_ub if m_ub else None,
-        b_ub=A_ub @ x0 + rng.uniform(0.1, 1.0, m_ub) if m_ub else None,
-        A_eq=A_eq if m_eq else None,
-        b_eq=A_eq @ x0 if m_eq else None,
-        bounds=(0, 5),
-    )
 
 
 def _value(lp: LinearProgram, backend: str) -> float:

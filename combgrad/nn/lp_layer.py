@@ -1,0 +1,94 @@
+"""`LPValue`: a fixed LP/ILP structure whose costs (and optionally b, A) are inputs or parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..functional.lp import lp_value
+
+__all__ = ["LPValue"]
+
+
+class LPValue(nn.Module):
+    r"""Optimal value :math:`z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}`.
+
+    The constraint data are stored once (as buffers, or as learnable parameters when asked)
+    and ``forward(c)`` solves for costs ``c`` of shape (n,) or (B, n), reusing one backend
+    model across the batch. Gradients follow :func:`combgrad.lp_value`.
+
+    Args:
+        A_ub, b_ub, A_eq, b_eq: constraint data (tensors or arrays), shared by every call.
+        bounds, integrality: as for :func:`combgrad.lp_value`.
+        learn_b: make ``b_ub``/``b_eq`` learnable parameters (LPs, or ILPs with
+            ``integer_duals="fixed"``).
+        learn_A: make ``A_ub``/``A_eq`` learnable parameters.
+        backend, options, integer_duals: passed to :func:`combgrad.lp_value`.
+
+    Example:
+        >>> layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
+        >>> layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]]))
+        tensor([-0.2000,  0.0000])
+    """
+
+    def __init__(
+        self,
+        A_ub: Any = None,
+        b_ub: Any = None,
+        A_eq: Any = None,
+        b_eq: Any = None,
+        bounds: Any = None,
+        integrality: Any = None,
+        *,
+        learn_b: bool = False,
+        learn_A: bool = False,
+        backend: str = "highs",
+        options: Mapping[str, Any] | None = None,
+        integer_duals: Literal["fixed"] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        dtype = dtype or torch.get_default_dtype()
+        for name, value, learn in (
+            ("A_ub", A_ub, learn_A),
+            ("b_ub", b_ub, learn_b),
+            ("A_eq", A_eq, learn_A),
+            ("b_eq", b_eq, learn_b),
+        ):
+            tensor = None if value is None else torch.as_tensor(value, dtype=dtype).clone()
+            if tensor is not None and learn:
+                self.register_parameter(name, nn.Parameter(tensor))
+            else:
+                self.register_buffer(name, tensor)
+        self.bounds = bounds
+        self.integrality = integrality
+        self.backend = backend
+        self.options = dict(options or {})
+        self.integer_duals = integer_duals
+
+    def forward(self, c: torch.Tensor, *, return_solution: bool = False):
+        """Optimal value for costs ``c`` of shape (n,) or (B, n); see :func:`combgrad.lp_value`."""
+        return lp_value(
+            c,
+            self.A_ub,
+            self.b_ub,
+            self.A_eq,
+            self.b_eq,
+            self.bounds,
+            self.integrality,
+            backend=self.backend,
+            options=self.options,
+            integer_duals=self.integer_duals,
+            return_solution=return_solution,
+        )
+
+    def extra_repr(self) -> str:
+        n = (
+            next(t.shape[-1] for t in (self.A_ub, self.A_eq) if t is not None)
+            if (self.A_ub is not None or self.A_eq is not None)
+            else "?"
+        )
+        return f"n={n}, backend={self.backend!r}"
