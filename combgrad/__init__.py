@@ -7,9 +7,19 @@ combinatorial losses (bipartite matching, global sequence alignment) built on it
 
 from __future__ import annotations
 
-from . import functional, nn
-from .functional import lp_value
+from . import functional, losses, nn
+from .functional import alignment_loss, lp_value, matching_loss
+from .losses import AlignmentLoss, MatchingLoss
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "lp_value", "nn"]
+__all__ = [
+    "AlignmentLoss",
+    "MatchingLoss",
+    "alignment_loss",
+    "functional",
+    "losses",
+    "lp_value",
+    "matching_loss",
+    "nn",
+]

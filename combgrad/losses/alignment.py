@@ -1,0 +1,217 @@
+"""Sequence-to-sequence training through the exact global-alignment (Needleman-Wunsch) loss."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+import solvers
+
+from ._common import check_finite_or_neg_inf, check_reduction, reduce_loss
+
+__all__ = ["AlignmentLoss", "alignment_loss"]
+
+
+def _lengths(value: torch.Tensor | list[int], name: str, B: int, upper: int) -> torch.Tensor:
+    t = torch.as_tensor(value)
+    if t.dim() != 1 or t.shape[0] != B:
+        raise ValueError(f"`{name}` must have shape (B,) = ({B},); got {tuple(t.shape)}.")
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold integers; got {t.dtype}.")
+    t = t.to("cpu", torch.int64)
+    if (t < 0).any() or (t > upper).any():
+        raise ValueError(f"`{name}` must lie in [0, {upper}]; got {t.tolist()}.")
+    return t
+
+
+def _lp_alignments(
+    cost: np.ndarray, gap: float, n_len: np.ndarray, m_len: np.ndarray, backend: str
+):
+    """Reference path: each item's lattice LP through a `solvers` backend."""
+    B = cost.shape[0]
+    match = np.zeros(cost.shape, dtype=bool)
+    gaps = np.zeros(B, dtype=np.int64)
+    for b in range(B):
+        n, m = int(n_len[b]), int(m_len[b])
+        if n == 0 or m == 0:
+            gaps[b] = n + m
+            continue
+        sol = solvers.solve(solvers.alignment_lp(cost[b, :n, :m], gap), backend)
+        if not sol.success:
+            raise solvers.SolverError(f"alignment_loss: item {b}: {sol.message}")
+        used = sol.x > 0.5
+        match[b, :n, :m] = used[: n * m].reshape(n, m)
+        gaps[b] = int(used[n * m :].sum())
+    return match, gaps
+
+
+def alignment_loss(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | list[int],
+    target_lengths: torch.Tensor | list[int],
+    gap_cost: float | torch.Tensor = 1.0,
+    reduction: str = "mean",
+    *,
+    cost: Literal["nll", "prob"] = "nll",
+    solver: str = "exact",
+    backend: str = "highs",
+) -> torch.Tensor:
+    r"""Exact global-alignment cost between output distributions and target tokens.
+
+    For item ``b``, the first ``T_b = input_lengths[b]`` output positions are aligned
+    monotonically (no crossings) with the first ``L_b = target_lengths[b]`` target tokens.
+    Matching output ``i`` with token ``j`` costs :math:`-\log p_i(y_j)` (``cost="nll"``)
+    or :math:`1 - p_i(y_j)` (``cost="prob"``); every unmatched output position and every
+    unmatched target token costs ``gap_cost``. The loss is the minimum total cost, found
+    by dynamic programming, and its generalized gradient is the indicator of the optimal
+    path's matches (plus the gap count for a learnable ``gap_cost``): no surrogate, no
+    second pass.
+
+    Tie-breaking is deterministic: walking back from the end, a match is preferred over
+    leaving an output position unmatched, which is preferred over leaving a target token
+    unmatched (see :func:`solvers.alignment`). The returned indicator is an optimal
+    vertex of the lattice LP, hence a valid element of the generalized gradient.
+
+    Gumbel-softmax recipe: ``y = F.gumbel_softmax(logits, tau=tau, hard=False)`` and
+    ``alignment_loss(y.clamp_min(1e-12).log(), ...)``; for straight-through hard samples
+    (``hard=True``) use ``cost="prob"`` on ``y.clamp_min(1e-12).log()`` so that the cost
+    ``1 - p`` stays finite. Anneal ``tau`` during training.
+
+    Args:
+        log_probs: (B, T, C) log-probabilities of the output positions (batch first).
+        targets: (B, L) target token ids; entries past ``target_lengths`` are ignored.
+        input_lengths: (B,) valid output positions per item, as in ``torch.nn.CTCLoss``.
+        target_lengths: (B,) valid target tokens per item.
+        gap_cost: cost of one gap (float, or a scalar tensor, which may require grad).
+        reduction: ``"mean"`` (mean over the batch of cost / target length, like CTCLoss),
+            ``"sum"``, or ``"none"`` (shape (B,)).
+        cost: ``"nll"`` for :math:`-\log p`, ``"prob"`` for :math:`1 - p`.
+        solver: ``"exact"`` (batched DP) or ``"lp"`` (the lattice shortest-path LP through
+            ``backend``); identical values and gradients.
+        backend: a `solvers` backend name, used with ``solver="lp"``.
+
+    Returns:
+        The reduced loss (scalar), or (B,) with ``reduction="none"``.
+    """
+    check_reduction(reduction)
+    if solver not in ("exact", "lp"):
+        raise ValueError(f"`solver` must be 'exact' or 'lp'; got {solver!r}.")
+    if cost not in ("nll", "prob"):
+        raise ValueError(f"`cost` must be 'nll' or 'prob'; got {cost!r}.")
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+        shape = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs)
+        raise ValueError(f"`log_probs` must be a tensor of shape (B, T, C); got {shape}.")
+    if not log_probs.is_floating_point():
+        raise TypeError(f"`log_probs` must be floating point; got {log_probs.dtype}.")
+    B, T, C = log_probs.shape
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or targets.shape[0] != B:
+        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets)
+        raise ValueError(f"`targets` must have shape (B, L) = ({B}, L); got {shape}.")
+    if targets.is_floating_point() or targets.dtype == torch.bool:
+        raise TypeError(f"`targets` must hold integer token ids; got {targets.dtype}.")
+    L = targets.shape[1]
+    n_len = _lengths(input_lengths, "input_lengths", B, T)
+    m_len = _lengths(target_lengths, "target_lengths", B, L)
+    valid = torch.arange(L)[None, :] < m_len[:, None]
+    targets_cpu = targets.to("cpu")
+    out_of_range = valid & ((targets_cpu < 0) | (targets_cpu >= C))
+    if out_of_range.any():
+        b, j = (int(v) for v in out_of_range.nonzero()[0])
+        raise ValueError(
+            f"`targets`: item {b} position {j} holds {int(targets_cpu[b, j])}, outside [0, {C})."
+        )
+    check_finite_or_neg_inf(log_probs, "log_probs")
+    if isinstance(gap_cost, torch.Tensor):
+        if gap_cost.numel() != 1:
+            raise ValueError(f"`gap_cost` must be a scalar; got shape {tuple(gap_cost.shape)}.")
+        gap_value = float(gap_cost.detach())
+    else:
+        gap_value = float(gap_cost)
+    if not np.isfinite(gap_value):
+        raise ValueError(f"`gap_cost` must be finite; got {gap_value}.")
+
+    index = targets.to(log_probs.device).clamp(0, C - 1)[:, None, :].expand(B, T, L)
+    picked = log_probs.gather(2, index)  # (B, T, L): log p_i(y_j)
+    sub_cost = -picked if cost == "nll" else 1.0 - picked.exp()
+    sub_np = sub_cost.detach().to("cpu", torch.float64).numpy()
+    # Padding may hold anything; an -inf log-probability inside an item makes a match
+    # impossible at that cell, which the DP reads as a very large finite cost.
+    in_item = (np.arange(T)[None, :, None] < n_len.numpy()[:, None, None]) & valid.numpy()[
+        :, None, :
+    ]
+    if np.isposinf(sub_np[in_item]).any():
+        sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
+    if solver == "exact":
+        _, match_np, row_gaps, col_gaps = solvers.alignment_batch(
+            np.ascontiguousarray(sub_np), gap_value, n_len.numpy(), m_len.numpy()
+        )
+        n_gaps = row_gaps + col_gaps
+    else:
+        match_np, n_gaps = _lp_alignments(sub_np, gap_value, n_len.numpy(), m_len.numpy(), backend)
+    match = torch.from_numpy(match_np).to(log_probs.device)
+    gaps = torch.from_numpy(np.asarray(n_gaps)).to(device=log_probs.device, dtype=log_probs.dtype)
+    per_item = sub_cost.masked_fill(~match, 0.0).sum((1, 2)) + gap_cost * gaps
+    if reduction == "mean":
+        lengths = m_len.to(device=log_probs.device, dtype=per_item.dtype).clamp(min=1)
+        return (per_item / lengths).mean()
+    return reduce_loss(per_item, reduction, m_len)
+
+
+class AlignmentLoss(nn.Module):
+    """Module form of :func:`alignment_loss`.
+
+    Args:
+        gap_cost, reduction, cost, solver, backend: as for :func:`alignment_loss`.
+        learnable_gap: make ``gap_cost`` a learnable parameter.
+
+    Shape:
+        - log_probs: (B, T, C); targets: (B, L); input_lengths, target_lengths: (B,).
+        - Output: scalar, or (B,) with ``reduction="none"``.
+    """
+
+    def __init__(
+        self,
+        gap_cost: float = 1.0,
+        reduction: str = "mean",
+        *,
+        cost: Literal["nll", "prob"] = "nll",
+        solver: str = "exact",
+        backend: str = "highs",
+        learnable_gap: bool = False,
+    ) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        if learnable_gap:
+            self.gap_cost: float | nn.Parameter = nn.Parameter(torch.tensor(float(gap_cost)))
+        else:
+            self.gap_cost = float(gap_cost)
+        self.reduction = reduction
+        self.cost = cost
+        self.solver = solver
+        self.backend = backend
+
+    def forward(
+        self,
+        log_probs: torch.Tensor,
+        targets: torch.Tensor,
+        input_lengths: torch.Tensor | list[int],
+        target_lengths: torch.Tensor | list[int],
+    ) -> torch.Tensor:
+        return alignment_loss(
+            log_probs,
+            targets,
+            input_lengths,
+            target_lengths,
+            self.gap_cost,
+            self.reduction,
+            cost=self.cost,
+            solver=self.solver,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        return f"gap_cost={float(self.gap_cost)}, reduction={self.reduction!r}, cost={self.cost!r}"
