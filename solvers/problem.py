@@ -267,6 +267,23 @@ class LinearProgram:
         """True when at least one variable is integer."""
         return bool(self.integrality.any())
 
+    def stacked_constraints(self, fmt: str = "csc") -> sp.sparray:
+        """``[A_ub; A_eq]`` in sparse format ``fmt`` ("csc" or "csr"), built once and cached.
+
+        Backends hand the rows to the solver in one call; the matrix is shared by every
+        problem derived with `with_costs`, so re-solves with new costs never rebuild it.
+        """
+        cache = self.__dict__.setdefault("_stacked", {})
+        if fmt not in cache:
+            if self.n_eq == 0:
+                stacked = self.A_ub
+            elif self.n_ub == 0:
+                stacked = self.A_eq
+            else:
+                stacked = sp.vstack([self.A_ub, self.A_eq])
+            cache[fmt] = stacked.asformat(fmt)
+        return cache[fmt]
+
     def with_costs(self, c: Any) -> LinearProgram:
         """Same constraints, new objective (validated); the matrices are shared, not copied."""
         c_arr = _vector(c, "c")
@@ -276,6 +293,7 @@ class LinearProgram:
         new = object.__new__(LinearProgram)
         for name in ("A_ub", "b_ub", "A_eq", "b_eq", "bounds", "integrality"):
             object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "_stacked", self.__dict__.setdefault("_stacked", {}))
         object.__setattr__(new, "c", c_arr)
         return new
 

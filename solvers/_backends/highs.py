@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..problem import LinearProgram
 from ..result import STATUS_MESSAGES, Solution, Status
@@ -100,7 +99,7 @@ class HighsModel(Model):
 
         lp = highspy.HighsLp()
         n = problem.n_vars
-        A = sp.vstack([problem.A_ub, problem.A_eq], format="csc")
+        A = problem.stacked_constraints("csc")
         lp.num_col_ = n
         lp.num_row_ = A.shape[0]
         lp.col_cost_ = problem.c

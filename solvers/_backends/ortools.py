@@ -42,7 +42,7 @@ class OrToolsModel(Model):
         self.problem = problem
         self.time_limit = time_limit
         self.parameters = options.get("parameters", _PDLP_TIGHT if backend.solver == "pdlp" else "")
-        self._A = sp.csr_matrix(sp.vstack([problem.A_ub, problem.A_eq], format="csr"))
+        self._A = sp.csr_matrix(problem.stacked_constraints("csr"))
         self._row_lower = np.concatenate([np.full(problem.n_ub, -np.inf), problem.b_eq])
         self._row_upper = np.concatenate([problem.b_ub, problem.b_eq])
         self.model = self._build(problem.c)
