@@ -1,8 +1,31 @@
-"""Exact combinatorial losses (and regularizers) with generalized gradients."""
+"""Exact combinatorial losses (and regularizers) with generalized gradients.
+
+Names load lazily: the combinatorial losses need the solver layer, the regularizers only torch.
+"""
 
 from __future__ import annotations
 
-from .alignment import AlignmentLoss, alignment_loss
-from .matching import MatchingLoss, matching_loss
+import importlib
+from typing import Any
 
-__all__ = ["AlignmentLoss", "MatchingLoss", "alignment_loss", "matching_loss"]
+_EXPORTS = {
+    "AlignmentLoss": "alignment",
+    "alignment_loss": "alignment",
+    "MatchingLoss": "matching",
+    "matching_loss": "matching",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'combgrad.losses' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
