@@ -1,7 +1,9 @@
 """Optimizers from gradient-method papers, in the style of :mod:`torch.optim`.
 
 Needs only torch (never imports :mod:`solvers`). Names load lazily so that importing
-one optimizer does not import the others.
+one optimizer does not import the others. The functional twins live in the modules,
+e.g. ``from combgrad.optim.sgld import sgld`` (a package attribute of that name would be
+shadowed by the submodule).
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from typing import Any
 
 _EXPORTS = {
     "SGLD": "sgld",
-    "sgld": "sgld",
     "HAdam": "hadam",
-    "hadam": "hadam",
     "OGD": "ogd",
     "FollowTheRidge": "follow_ridge",
     "SGDA": "sgda",
