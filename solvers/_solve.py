@@ -37,10 +37,12 @@ def _check_request(problem: LinearProgram, backend_name: str, time_limit: float 
     return backend
 
 
-def _verify(problem: LinearProgram, sol: Solution, feasibility_tol: float) -> Solution:
+def _verify(
+    problem: LinearProgram, sol: Solution, feasibility_tol: float, solve_time: float
+) -> Solution:
     """Re-check what a backend calls optimal: finite, feasible, integral, consistent objective."""
     if sol.status is not Status.OPTIMAL:
-        return sol
+        return replace(sol, solve_time=solve_time)
     x = sol.x
     reason = None
     if x is None or x.shape != problem.c.shape or not np.isfinite(x).all():
@@ -67,6 +69,7 @@ def _verify(problem: LinearProgram, sol: Solution, feasibility_tol: float) -> So
     if reason is not None:
         return replace(
             sol,
+            solve_time=solve_time,
             status=Status.NUMERICAL,
             message=(
                 f"{STATUS_MESSAGES[Status.NUMERICAL]} {sol.backend} reported OPTIMAL but {reason}. "
@@ -77,7 +80,7 @@ def _verify(problem: LinearProgram, sol: Solution, feasibility_tol: float) -> So
     if duals_ub is not None:
         # Dual feasibility tolerances let a <= row's dual drift to +1e-9; the convention says <= 0.
         duals_ub = np.minimum(duals_ub, 0.0)
-    return replace(sol, duals_ub=duals_ub)
+    return replace(sol, duals_ub=duals_ub, solve_time=solve_time)
 
 
 def solve(
@@ -142,19 +145,26 @@ class Solver:
     ) -> None:
         self.backend = _check_request(problem, backend, time_limit)
         self.problem = problem
-        self._model = self.backend.build(
-            problem, time_limit=time_limit, options=dict(options or {})
-        )
+        self._build_error: str | None = None
+        try:
+            self._model = self.backend.build(
+                problem, time_limit=time_limit, options=dict(options or {})
+            )
+        except (RuntimeError, OSError) as exc:
+            # The backend refused the model (e.g. HiGHS treats |a_ij| >= 1e15 as infinite):
+            # report it as a status, like any other failed solve.
+            self._build_error = f"{self.backend.name} could not load the problem: {exc}"
 
     def solve(self, c: Any = None) -> Solution:
         """Solve with the stored costs, or with new costs ``c`` of shape (n,)."""
         problem = self.problem
         if c is not None:
             problem = self.problem = problem.with_costs(c)
+        if self._build_error is not None:
+            return Solution(Status.ERROR, backend=self.backend.name, message=self._build_error)
         start = time.perf_counter()
         try:
             sol = self._model.solve(None if c is None else problem.c)
         except (RuntimeError, OSError) as exc:  # a backend call reported an error
             sol = Solution(Status.ERROR, backend=self.backend.name, message=f"{exc}")
-        sol = _verify(problem, sol, self.backend.feasibility_tol)
-        return replace(sol, solve_time=time.perf_counter() - start)
+        return _verify(problem, sol, self.backend.feasibility_tol, time.perf_counter() - start)

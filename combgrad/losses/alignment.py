@@ -140,10 +140,7 @@ def alignment_loss(
     sub_np = sub_cost.detach().to("cpu", torch.float64).numpy()
     # Padding may hold anything; an -inf log-probability inside an item makes a match
     # impossible at that cell, which the DP reads as a very large finite cost.
-    in_item = (np.arange(T)[None, :, None] < n_len.numpy()[:, None, None]) & valid.numpy()[
-        :, None, :
-    ]
-    if np.isposinf(sub_np[in_item]).any():
+    if np.isposinf(sub_np).any():
         sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
     if solver == "exact":
         _, match_np, row_gaps, col_gaps = solvers.alignment_batch(

@@ -13,10 +13,9 @@ from ._common import check_finite_or_neg_inf, check_reduction, reduce_loss
 __all__ = ["MatchingLoss", "matching_loss"]
 
 
-def _compact(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Order that moves the valid entries of each row first (stable), and their counts."""
-    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
-    return order, valid.sum(1)
+def _compact(valid: torch.Tensor) -> torch.Tensor:
+    """Order that moves the valid entries of each row first (stable)."""
+    return torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
 
 
 def _indicator_lp(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray, backend: str) -> np.ndarray:
@@ -113,8 +112,9 @@ def matching_loss(
             raise ValueError(f"`mask` must have shape (B, k) = ({B}, {k}); got {shape}.")
         inst_valid = mask.to(device=log_probs.device, dtype=torch.bool)
 
-    label_order, n_labels = _compact(label_valid)
-    inst_order, n_inst = _compact(inst_valid)
+    L = labels.shape[1]
+    n_labels = label_valid.sum(1)
+    n_inst = inst_valid.sum(1)
     too_many = n_labels > n_inst
     if too_many.any():
         b = int(too_many.nonzero()[0, 0])
@@ -122,12 +122,16 @@ def matching_loss(
             f"bag {b} has {int(n_labels[b])} labels but only {int(n_inst[b])} real instances: "
             "each label must be matched to a distinct instance."
         )
-
-    L = labels.shape[1]
-    sorted_labels = labels.gather(1, label_order).clamp(0, C - 1)  # padding -> any class
-    sorted_lp = log_probs.gather(1, inst_order[:, :, None].expand(B, k, C))
-    # cost[b, l, i] = -log p(label l | instance i)
-    cost = -sorted_lp.gather(2, sorted_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
+    if bool(label_valid.all()) and bool(inst_valid.all()):
+        # Nothing padded or masked: skip the compaction gathers (the common training case).
+        compact_labels, compact_lp = labels, log_probs
+    else:
+        label_order = _compact(label_valid)
+        inst_order = _compact(inst_valid)
+        compact_labels = labels.gather(1, label_order).clamp(0, C - 1)  # padding -> any class
+        compact_lp = log_probs.gather(1, inst_order[:, :, None].expand(B, k, C))
+    # cost[b, l, i] = -log p(label l | instance i); valid labels and instances come first.
+    cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
 
     cost_np = cost.detach().to("cpu", torch.float64).numpy()
     rows = n_labels.cpu().numpy()
@@ -143,8 +147,10 @@ def matching_loss(
             )
     else:
         indicator = _indicator_lp(cost_np, rows, cols, backend)
+    # Each label row holds at most one match: gather it rather than mask the dense matrix.
     chosen = torch.from_numpy(indicator).to(log_probs.device)
-    per_bag = cost.masked_fill(~chosen, 0.0).sum((1, 2))
+    matched_col = chosen.to(torch.uint8).argmax(2, keepdim=True)
+    per_bag = cost.gather(2, matched_col).squeeze(2).masked_fill(~chosen.any(2), 0.0).sum(1)
     return reduce_loss(per_bag, reduction, n_labels.to(per_bag.dtype))
 
 

@@ -37,20 +37,25 @@ _banner_silenced = False
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Swallow what the C++ library writes to fd 1 (HiGHS prints a banner on its first construction)."""
+    """Swallow what the C++ library writes to fd 1 (HiGHS prints a banner on its first construction).
+
+    The banner goes to file descriptor 1 whatever ``sys.stdout`` is (a redirect, a notebook),
+    so fd 1 itself is pointed at /dev/null for the duration.
+    """
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(Exception):
+            stream.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all: nothing to silence
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(fd)
     try:
         with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
+            os.dup2(devnull.fileno(), 1)
             yield
     finally:
-        os.dup2(saved, fd)
+        os.dup2(saved, 1)
         os.close(saved)
 
 
@@ -96,6 +101,9 @@ class HighsModel(Model):
             if h.setOptionValue(name, value) == highspy.HighsStatus.kError:
                 raise ValueError(f"`options`: HiGHS rejected option {name}={value!r}.")
         self._presolve = settings.get("presolve", "choose")
+        # Re-solves with new costs skip presolve unless the caller chose: on the small
+        # structures of training it cost more than the solve (measured in `make bench`).
+        self._resolve_presolve = None if "presolve" in settings else "off"
 
         lp = highspy.HighsLp()
         n = problem.n_vars
@@ -129,6 +137,9 @@ class HighsModel(Model):
             )
             if not self.warm_start:
                 h.clearSolver()  # a cold solve beat a warm start after changing all costs
+            if self._resolve_presolve and not self.problem.is_mip:
+                h.setOptionValue("presolve", self._resolve_presolve)
+                self._presolve, self._resolve_presolve = self._resolve_presolve, None
         start = time.perf_counter()
         run_status = h.run()
         elapsed = time.perf_counter() - start
@@ -143,8 +154,9 @@ class HighsModel(Model):
                     "per process."
                 ),
             )
-        raw = h.modelStatusToString(h.getModelStatus())
-        raw_name = h.getModelStatus().name
+        model_status = h.getModelStatus()
+        raw = h.modelStatusToString(model_status)
+        raw_name = model_status.name
         status = _STATUS_MAP.get(raw_name, Status.ERROR)
         if status is Status.INFEASIBLE_OR_UNBOUNDED and self._presolve != "off":
             # Presolve cannot tell the two apart; a run without it can.

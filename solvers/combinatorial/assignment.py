@@ -232,7 +232,8 @@ def assignment_batch(
     indicator = np.zeros(arr.shape, dtype=bool)
     # One flat index into the fresh (contiguous) indicator: cheaper than three.
     indicator.reshape(-1)[(item * n_max + rows) * m_max + cols] = True
-    values = np.bincount(item, weights=arr[item, rows, cols], minlength=batch)
+    # bincount returns int64 when no item has a match; values must be float (inf for infeasible).
+    values = np.bincount(item, weights=arr[item, rows, cols], minlength=batch).astype(np.float64)
     if infeasible:
         values[infeasible] = -np.inf if maximize else np.inf
     return values, indicator

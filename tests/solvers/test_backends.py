@@ -229,3 +229,26 @@ def test_backends_agree_with_highs_and_strong_duality_holds(backend, seed, n, m_
     at_upper = reduced < 0  # bounds are [0, 5]: a negative reduced cost pins x at 5
     dual_value = lp.b_ub @ sol.duals_ub + lp.b_eq @ sol.duals_eq + 5.0 * reduced[at_upper].sum()
     assert dual_value == pytest.approx(sol.objective, rel=1e-4, abs=1e-4)
+
+
+def test_a_model_the_backend_refuses_is_an_error_status_not_an_exception():
+    # HiGHS treats |a_ij| >= 1e15 as infinite and refuses the model in passModel.
+    sol = solvers.solve(LinearProgram([1.0], A_ub=[[1e16]], b_ub=[1.0]))
+    assert sol.status is Status.ERROR and "could not load" in sol.message
+
+
+def test_highs_banner_never_reaches_a_redirected_stdout(capfd):
+    import contextlib
+    import io
+    import subprocess
+    import sys
+
+    code = (
+        "import contextlib, io, solvers\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    solvers.solve(solvers.LinearProgram([1.0]))\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "done", out.stdout
+    del contextlib, io

@@ -211,3 +211,11 @@ def test_batch_bad_inputs_raise():
     bad[1, 0, 0] = -np.inf
     with pytest.raises(ValueError, match="`costs` must not contain -inf"):
         assignment_batch(bad)
+
+
+def test_batch_whose_only_item_is_infeasible_reports_inf():
+    from solvers.combinatorial import assignment_batch
+
+    values, indicator = assignment_batch(np.array([[[0.0, np.inf], [0.0, np.inf]]]))
+    assert values.dtype == np.float64 and values[0] == np.inf
+    assert not indicator.any()
