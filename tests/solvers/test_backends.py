@@ -237,9 +237,7 @@ def test_a_model_the_backend_refuses_is_an_error_status_not_an_exception():
     assert sol.status is Status.ERROR and "could not load" in sol.message
 
 
-def test_highs_banner_never_reaches_a_redirected_stdout(capfd):
-    import contextlib
-    import io
+def test_highs_banner_never_reaches_a_redirected_stdout():
     import subprocess
     import sys
 
@@ -251,4 +249,3 @@ def test_highs_banner_never_reaches_a_redirected_stdout(capfd):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "done", out.stdout
-    del contextlib, io
