@@ -30,7 +30,12 @@ pytest: $(STAMP)
 
 test: lint pytest
 
-bench: $(STAMP)
+# The reference libraries for the benchmarks (cvxpylayers) are an optional extra.
+$(VENV)/.bench-installed: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[dev,docs,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
 
 docs: $(STAMP)
