@@ -17,6 +17,7 @@ _EXPORTS = {
     "OGD": "ogd",
     "FollowTheRidge": "follow_ridge",
     "SGDA": "sgda",
+    "hessian_solve": "follow_ridge",
 }
 
 __all__ = sorted(_EXPORTS)
