@@ -126,9 +126,11 @@ class Solver:
 
     Args:
         problem: the structure (constraints, bounds, integrality) and initial costs.
-        backend, time_limit, options: as for :func:`solve`.
+        backend: as for :func:`solve`.
+        time_limit: as for :func:`solve`.
+        options: as for :func:`solve`.
 
-    Example:
+    Examples:
         >>> lp = LinearProgram([1.0, 2.0], A_eq=[[1.0, 1.0]], b_eq=[1.0])
         >>> solver = Solver(lp)
         >>> [round(solver.solve(c).objective, 6) for c in ([1.0, 2.0], [3.0, -1.0])]

@@ -74,7 +74,9 @@ def solve_batch(
             vectors of shape (n,) (a 2-D array of shape (B, n) works too).
         structure: a problem whose constraints all items share; the backend model
             is then built once per chunk and only the costs change (see `Solver`).
-        backend, time_limit, options: as for :func:`solvers.solve`.
+        backend: as for :func:`solvers.solve`.
+        time_limit: as for :func:`solvers.solve`.
+        options: as for :func:`solvers.solve`.
         workers: solve in this many worker processes (spawned, so that solver
             thread pools are never forked), one contiguous chunk each.
         executor: any ``concurrent.futures.Executor`` (e.g. a dask.distributed

@@ -100,7 +100,10 @@ class CompressedSGD(DORE):
         lr: learning rate :math:`\gamma`.
         compressor: the compressor, used in both directions (default ternary, block 256).
         block_size: block size of the default compressor.
-        seed, process_group, timeout, broadcast_parameters: as in :class:`DORE`.
+        seed: as in :class:`DORE`.
+        process_group: as in :class:`DORE`.
+        timeout: as in :class:`DORE`.
+        broadcast_parameters: as in :class:`DORE`.
     """
 
     def __init__(

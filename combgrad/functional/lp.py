@@ -194,8 +194,10 @@ def lp_value(
 
     Args:
         c: costs, shape (n,) or (B, n).
-        A_ub: shape (m_ub, n) or (B, m_ub, n). b_ub: shape (m_ub,) or (B, m_ub).
-        A_eq: shape (m_eq, n) or (B, m_eq, n). b_eq: shape (m_eq,) or (B, m_eq).
+        A_ub: inequality matrix, shape (m_ub, n) or (B, m_ub, n).
+        b_ub: inequality right-hand side, shape (m_ub,) or (B, m_ub).
+        A_eq: equality matrix, shape (m_eq, n) or (B, m_eq, n).
+        b_eq: equality right-hand side, shape (m_eq,) or (B, m_eq).
         bounds: scipy-style bounds shared by the batch (default ``x >= 0``); not differentiable.
         integrality: 0/1 per variable (1 = integer), shared by the batch.
         backend: a name from :func:`solvers.available_backends`.

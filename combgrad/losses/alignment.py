@@ -162,7 +162,11 @@ class AlignmentLoss(nn.Module):
     """Module form of :func:`alignment_loss`.
 
     Args:
-        gap_cost, reduction, cost, solver, backend: as for :func:`alignment_loss`.
+        gap_cost: as for :func:`alignment_loss`.
+        reduction: as for :func:`alignment_loss`.
+        cost: as for :func:`alignment_loss`.
+        solver: as for :func:`alignment_loss`.
+        backend: as for :func:`alignment_loss`.
         learnable_gap: make ``gap_cost`` a learnable parameter.
 
     Shape:

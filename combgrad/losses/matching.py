@@ -158,7 +158,10 @@ class MatchingLoss(nn.Module):
     """Module form of :func:`matching_loss` (weakly supervised learning from label bags).
 
     Args:
-        reduction, ignore_index, solver, backend: as for :func:`matching_loss`.
+        reduction: as for :func:`matching_loss`.
+        ignore_index: as for :func:`matching_loss`.
+        solver: as for :func:`matching_loss`.
+        backend: as for :func:`matching_loss`.
 
     Shape:
         - log_probs: (B, k, C); labels: (B, L); mask: (B, k) or None.
@@ -187,7 +190,8 @@ class MatchingLoss(nn.Module):
         self.backend = backend
 
     def forward(
-        self, log_probs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
+        self: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
+        log_probs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         return matching_loss(
             log_probs,

@@ -21,12 +21,18 @@ class LPValue(nn.Module):
     model across the batch. Gradients follow :func:`combgrad.lp_value`.
 
     Args:
-        A_ub, b_ub, A_eq, b_eq: constraint data (tensors or arrays), shared by every call.
-        bounds, integrality: as for :func:`combgrad.lp_value`.
+        A_ub: constraint data (tensors or arrays), shared by every call.
+        b_ub: constraint data (tensors or arrays), shared by every call.
+        A_eq: constraint data (tensors or arrays), shared by every call.
+        b_eq: constraint data (tensors or arrays), shared by every call.
+        bounds: as for :func:`combgrad.lp_value`.
+        integrality: as for :func:`combgrad.lp_value`.
         learn_b: make ``b_ub``/``b_eq`` learnable parameters (LPs, or ILPs with
             ``integer_duals="fixed"``).
         learn_A: make ``A_ub``/``A_eq`` learnable parameters.
-        backend, options, integer_duals: passed to :func:`combgrad.lp_value`.
+        backend: passed to :func:`combgrad.lp_value`.
+        options: passed to :func:`combgrad.lp_value`.
+        integer_duals: passed to :func:`combgrad.lp_value`.
 
     Example:
         >>> layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
