@@ -190,8 +190,7 @@ class MatchingLoss(nn.Module):
         self.backend = backend
 
     def forward(
-        self: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
-        log_probs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
+        self, log_probs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         return matching_loss(
             log_probs,
