@@ -143,8 +143,10 @@ def alignment_loss(
     if np.isposinf(sub_np).any():
         sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
     if solver == "exact":
+        # The serial kernel: the DP costs ~2 ns a cell, and numba's parallel (OpenMP) workers
+        # keep spinning after a parallel call, slowing the torch work around the loss ~5x.
         _, match_np, row_gaps, col_gaps = solvers.alignment_batch(
-            np.ascontiguousarray(sub_np), gap_value, n_len.numpy(), m_len.numpy()
+            np.ascontiguousarray(sub_np), gap_value, n_len.numpy(), m_len.numpy(), parallel=False
         )
         n_gaps = row_gaps + col_gaps
     else:
