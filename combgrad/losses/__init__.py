@@ -13,6 +13,12 @@ _EXPORTS = {
     "alignment_loss": "alignment",
     "MatchingLoss": "matching",
     "matching_loss": "matching",
+    "RobustIBLoss": "robust_ib",
+    "robust_ib_loss": "robust_ib",
+    "RobustIBTerms": "robust_ib",
+    "fisher_information_penalty": "robust_ib",
+    "score_fisher_information": "robust_ib",
+    "gaussian_kl_to_standard_normal": "robust_ib",
 }
 
 __all__ = sorted(_EXPORTS)
