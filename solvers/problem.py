@@ -294,6 +294,7 @@ class LinearProgram:
         for name in ("A_ub", "b_ub", "A_eq", "b_eq", "bounds", "integrality"):
             object.__setattr__(new, name, getattr(self, name))
         object.__setattr__(new, "_stacked", self.__dict__.setdefault("_stacked", {}))
+        object.__setattr__(new, "_rhs_scale", self.rhs_scale())
         object.__setattr__(new, "c", c_arr)
         return new
 
@@ -318,14 +319,24 @@ class LinearProgram:
     def residuals(self, x: np.ndarray) -> float:
         """Largest violation of any constraint or bound at ``x`` (0 when feasible)."""
         x = np.asarray(x, dtype=np.float64)
-        viol = [0.0]
-        if self.n_ub:
-            viol.append(float(np.max(self.A_ub @ x - self.b_ub)))
-        if self.n_eq:
-            viol.append(float(np.max(np.abs(self.A_eq @ x - self.b_eq))))
-        viol.append(float(np.max(self.lb - x)))
-        viol.append(float(np.max(x - self.ub)))
-        return max(viol)
+        worst = max(0.0, float(np.max(self.lb - x)), float(np.max(x - self.ub)))
+        if self.n_ub or self.n_eq:
+            activity = self.stacked_constraints("csr") @ x  # one product for both row kinds
+            if self.n_ub:
+                worst = max(worst, float(np.max(activity[: self.n_ub] - self.b_ub)))
+            if self.n_eq:
+                worst = max(worst, float(np.max(np.abs(activity[self.n_ub :] - self.b_eq))))
+        return worst
+
+    def rhs_scale(self) -> float:
+        """``1 + max |b|`` over both right-hand sides: the scale of feasibility tolerances."""
+        cache = self.__dict__
+        if "_rhs_scale" not in cache:
+            cache["_rhs_scale"] = 1.0 + max(
+                float(np.max(np.abs(self.b_ub), initial=0.0)),
+                float(np.max(np.abs(self.b_eq), initial=0.0)),
+            )
+        return cache["_rhs_scale"]
 
     def __repr__(self) -> str:
         kind = "MILP" if self.is_mip else "LP"

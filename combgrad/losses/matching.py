@@ -122,22 +122,26 @@ def matching_loss(
             f"bag {b} has {int(n_labels[b])} labels but only {int(n_inst[b])} real instances: "
             "each label must be matched to a distinct instance."
         )
-    if bool(label_valid.all()) and bool(inst_valid.all()):
-        # Nothing padded or masked: skip the compaction gathers (the common training case).
-        compact_labels, compact_lp = labels, log_probs
-    else:
+    compacted = not (bool(label_valid.all()) and bool(inst_valid.all()))
+    if compacted:
         label_order = _compact(label_valid)
         inst_order = _compact(inst_valid)
         compact_labels = labels.gather(1, label_order).clamp(0, C - 1)  # padding -> any class
-        compact_lp = log_probs.gather(1, inst_order[:, :, None].expand(B, k, C))
-    # cost[b, l, i] = -log p(label l | instance i); valid labels and instances come first.
-    cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
-
-    cost_np = cost.detach().to("cpu", torch.float64).numpy()
+    else:  # nothing padded or masked: the common training case skips the compaction
+        compact_labels = labels
+    with torch.no_grad():
+        # cost[b, l, i] = -log p(label l | instance i); valid labels and instances come first.
+        compact_lp = (
+            log_probs.gather(1, inst_order[:, :, None].expand(B, k, C)) if compacted else log_probs
+        )
+        cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
+        cost_np = cost.to("cpu", torch.float64).numpy()
     rows = n_labels.cpu().numpy()
     cols = n_inst.cpu().numpy()
     if solver == "exact":
-        values, indicator = solvers.assignment_batch(cost_np, row_counts=rows, col_counts=cols)
+        values, matched = solvers.assignment_batch(
+            cost_np, row_counts=rows, col_counts=cols, return_indices=True
+        )
         infeasible = ~np.isfinite(values)
         if infeasible.any():
             b = int(np.flatnonzero(infeasible)[0])
@@ -147,10 +151,17 @@ def matching_loss(
             )
     else:
         indicator = _indicator_lp(cost_np, rows, cols, backend)
-    # Each label row holds at most one match: gather it rather than mask the dense matrix.
-    chosen = torch.from_numpy(indicator).to(log_probs.device)
-    matched_col = chosen.to(torch.uint8).argmax(2, keepdim=True)
-    per_bag = cost.gather(2, matched_col).squeeze(2).masked_fill(~chosen.any(2), 0.0).sum(1)
+        matched = np.where(indicator.any(2), indicator.argmax(2), -1)
+    # The loss is the sum of the matched entries, gathered straight from `log_probs`: its
+    # gradient is the optimal assignment's indicator, with no dense cost tensor in the graph.
+    matched_t = torch.from_numpy(matched).to(log_probs.device)  # (B, L) compact instance or -1
+    is_matched = matched_t >= 0
+    instance = matched_t.clamp(min=0)
+    if compacted:
+        instance = inst_order.gather(1, instance)
+    flat_index = instance * C + compact_labels.clamp(0, C - 1)
+    picked = log_probs.reshape(B, k * C).gather(1, flat_index)
+    per_bag = -picked.masked_fill(~is_matched, 0.0).sum(1)
     return reduce_loss(per_bag, reduction, n_labels.to(per_bag.dtype))
 
 

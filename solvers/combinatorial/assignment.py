@@ -17,7 +17,11 @@ a 0/1 matching and equals the Hungarian-algorithm optimum
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,54 @@ from ._common import as_float_array, as_lengths
 __all__ = ["assignment", "assignment_batch", "assignment_lp"]
 
 _BACKEND = "assignment"
+
+_MIN_CELLS_PER_THREAD = 50_000  # below this, thread hand-off costs more than it saves
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="assignment")
+        return _POOL
+
+
+def _chunks(batch: int, cells: int, threads: int | None) -> list[tuple[int, int]]:
+    if threads is None:
+        threads = min(os.cpu_count() or 1, 8, max(1, batch * cells // _MIN_CELLS_PER_THREAD))
+    elif not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"`threads` must be a positive integer or None; got {threads!r}.")
+    threads = max(1, min(threads, batch))
+    edges = np.linspace(0, batch, threads + 1).astype(int)
+    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
+
+
+def _solve_items(
+    arr: np.ndarray, n_len: np.ndarray, m_len: np.ndarray, maximize: bool, lo: int, hi: int
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """Items lo..hi-1, one linear_sum_assignment call each."""
+    # No validation pass over the whole batch: linear_sum_assignment rejects NaN and the
+    # wrong infinity itself, and only then do we look at the item to say what is wrong.
+    rows_per_item: list[np.ndarray] = []
+    cols_per_item: list[np.ndarray] = []
+    infeasible: list[int] = []
+    empty = np.zeros(0, dtype=np.int64)
+    for b in range(lo, hi):
+        nb, mb = int(n_len[b]), int(m_len[b])
+        try:
+            r, c = linear_sum_assignment(arr[b, :nb, :mb], maximize=maximize)
+        except ValueError:
+            block = arr[b, :nb, :mb]
+            _check_values(block, maximize, "costs", f" (item {b})")
+            if not _is_infeasible(block, maximize):
+                raise
+            infeasible.append(b)
+            r = c = empty
+        rows_per_item.append(r)
+        cols_per_item.append(c)
+    return rows_per_item, cols_per_item, infeasible
 
 
 def _check_cost(cost: Any, maximize: bool, name: str = "cost") -> np.ndarray:
@@ -175,6 +227,8 @@ def assignment_batch(
     maximize: bool = False,
     row_counts: Any = None,
     col_counts: Any = None,
+    return_indices: bool = False,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Solve a batch of (possibly ragged) assignment problems.
 
@@ -188,6 +242,11 @@ def assignment_batch(
         maximize: maximise every item's total instead of minimising it.
         row_counts: valid rows per item, shape (B,), integers in [0, N]; None = all N.
         col_counts: valid columns per item, shape (B,), integers in [0, M]; None = all M.
+        return_indices: return each row's matched column instead of the dense indicator
+            (cheaper when the caller only gathers the matched entries).
+        threads: solve slices of the batch in this many threads (the Hungarian solver
+            releases the GIL). None picks up to ``os.cpu_count()`` (at most 8) for batches
+            large enough to pay for it; 1 solves serially. Results do not depend on it.
 
     Returns:
         values: float64, shape (B,), each item's optimal total (0 for an item with no
@@ -196,6 +255,8 @@ def assignment_batch(
         indicator: bool, shape (B, N, M), True on the matched pairs (all False on
             padding and for infeasible items). ``indicator[b].reshape(-1)`` of an
             unpadded item equals ``assignment(costs[b]).x``.
+            With ``return_indices=True``, instead ``matched``: int64, shape (B, N), the
+            column matched to each row, or -1 (unmatched row, padding, infeasible item).
 
     Raises:
         ValueError: naming ``costs`` (wrong ndim, NaN or the wrong infinity inside an
@@ -206,34 +267,37 @@ def assignment_batch(
     batch, n_max, m_max = arr.shape
     n_len = as_lengths(row_counts, "row_counts", batch, n_max)
     m_len = as_lengths(col_counts, "col_counts", batch, m_max)
-    # No validation pass over the whole batch: linear_sum_assignment rejects NaN and the
-    # wrong infinity itself, and only then do we look at the item to say what is wrong.
-    rows_per_item: list[np.ndarray] = []
-    cols_per_item: list[np.ndarray] = []
-    infeasible: list[int] = []
+    chunks = _chunks(batch, n_max * m_max, threads)
+    if len(chunks) == 1:
+        rows_per_item, cols_per_item, infeasible = _solve_items(
+            arr, n_len, m_len, maximize, 0, batch
+        )
+    else:
+        # linear_sum_assignment releases the GIL: threads solve disjoint slices of the batch.
+        pool = _thread_pool(len(chunks))
+        parts = [
+            pool.submit(_solve_items, arr, n_len, m_len, maximize, lo, hi) for lo, hi in chunks
+        ]
+        rows_per_item, cols_per_item, infeasible = [], [], []
+        for part in parts:
+            r, c, bad = part.result()
+            rows_per_item += r
+            cols_per_item += c
+            infeasible += bad
     empty = np.zeros(0, dtype=np.int64)
-    for b, (nb, mb) in enumerate(zip(n_len.tolist(), m_len.tolist())):
-        try:
-            r, c = linear_sum_assignment(arr[b, :nb, :mb], maximize=maximize)
-        except ValueError:
-            block = arr[b, :nb, :mb]
-            _check_values(block, maximize, "costs", f" (item {b})")
-            if not _is_infeasible(block, maximize):
-                raise
-            infeasible.append(b)
-            r = c = empty
-        rows_per_item.append(r)
-        cols_per_item.append(c)
-
     sizes = np.fromiter((r.shape[0] for r in rows_per_item), dtype=np.int64, count=batch)
     item = np.repeat(np.arange(batch), sizes)
     rows = np.concatenate(rows_per_item) if batch else empty
     cols = np.concatenate(cols_per_item) if batch else empty
-    indicator = np.zeros(arr.shape, dtype=bool)
-    # One flat index into the fresh (contiguous) indicator: cheaper than three.
-    indicator.reshape(-1)[(item * n_max + rows) * m_max + cols] = True
     # bincount returns int64 when no item has a match; values must be float (inf for infeasible).
     values = np.bincount(item, weights=arr[item, rows, cols], minlength=batch).astype(np.float64)
     if infeasible:
         values[infeasible] = -np.inf if maximize else np.inf
+    if return_indices:
+        matched = np.full((batch, n_max), -1, dtype=np.int64)
+        matched[item, rows] = cols
+        return values, matched
+    indicator = np.zeros(arr.shape, dtype=bool)
+    # One flat index into the fresh (contiguous) indicator: cheaper than three.
+    indicator.reshape(-1)[(item * n_max + rows) * m_max + cols] = True
     return values, indicator

@@ -219,3 +219,22 @@ def test_batch_whose_only_item_is_infeasible_reports_inf():
     values, indicator = assignment_batch(np.array([[[0.0, np.inf], [0.0, np.inf]]]))
     assert values.dtype == np.float64 and values[0] == np.inf
     assert not indicator.any()
+
+
+def test_threaded_batch_equals_serial_batch():
+    from solvers.combinatorial import assignment_batch
+
+    rng = np.random.default_rng(5)
+    costs = rng.normal(size=(37, 9, 11))
+    costs[4, 2, :] = np.inf  # an infeasible row inside one threaded slice
+    rows = rng.integers(0, 10, size=37)
+    serial = assignment_batch(costs, row_counts=rows, threads=1)
+    for threads in (2, 3, None):
+        threaded = assignment_batch(costs, row_counts=rows, threads=threads)
+        np.testing.assert_array_equal(serial[0], threaded[0])
+        np.testing.assert_array_equal(serial[1], threaded[1])
+    matched = assignment_batch(costs, row_counts=rows, threads=3, return_indices=True)[1]
+    np.testing.assert_array_equal(matched >= 0, serial[1].any(2))
+    np.testing.assert_array_equal(np.where(serial[1].any(2), serial[1].argmax(2), -1), matched)
+    with pytest.raises(ValueError, match="`threads`"):
+        assignment_batch(costs, threads=0)
