@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_finite_or_neg_inf", "check_reduction", "reduce_loss"]
+__all__ = [
+    "check_finite_or_neg_inf",
+    "check_index_tensor",
+    "check_log_probs",
+    "check_reduction",
+    "check_solver",
+    "reduce_loss",
+]
 
 REDUCTIONS = ("none", "sum", "mean")
 
@@ -12,6 +19,33 @@ REDUCTIONS = ("none", "sum", "mean")
 def check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}; got {reduction!r}.")
+
+
+def check_solver(solver: str) -> None:
+    if solver not in ("exact", "lp"):
+        raise ValueError(f"`solver` must be 'exact' or 'lp'; got {solver!r}.")
+
+
+def _shape_of(t: object) -> object:
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t)
+
+
+def check_log_probs(log_probs: object, layout: str) -> None:
+    """A floating (B, ., C) tensor; ``layout`` names the dimensions for the message."""
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+        raise ValueError(
+            f"`log_probs` must be a tensor of shape {layout}; got {_shape_of(log_probs)}."
+        )
+    if not log_probs.is_floating_point():
+        raise TypeError(f"`log_probs` must be floating point; got {log_probs.dtype}.")
+
+
+def check_index_tensor(t: object, name: str, batch: int, what: str) -> None:
+    """An integer (B, L) tensor of ids (``what`` says which ids, for the message)."""
+    if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] != batch:
+        raise ValueError(f"`{name}` must have shape (B, L) = ({batch}, L); got {_shape_of(t)}.")
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold integer {what}; got {t.dtype}.")
 
 
 def check_finite_or_neg_inf(t: torch.Tensor, name: str) -> None:

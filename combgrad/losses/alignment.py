@@ -10,7 +10,14 @@ from torch import nn
 
 import solvers
 
-from ._common import check_finite_or_neg_inf, check_reduction, reduce_loss
+from ._common import (
+    check_finite_or_neg_inf,
+    check_index_tensor,
+    check_log_probs,
+    check_reduction,
+    check_solver,
+    reduce_loss,
+)
 
 __all__ = ["AlignmentLoss", "alignment_loss"]
 
@@ -98,21 +105,12 @@ def alignment_loss(
         The reduced loss (scalar), or (B,) with ``reduction="none"``.
     """
     check_reduction(reduction)
-    if solver not in ("exact", "lp"):
-        raise ValueError(f"`solver` must be 'exact' or 'lp'; got {solver!r}.")
+    check_solver(solver)
     if cost not in ("nll", "prob"):
         raise ValueError(f"`cost` must be 'nll' or 'prob'; got {cost!r}.")
-    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
-        shape = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs)
-        raise ValueError(f"`log_probs` must be a tensor of shape (B, T, C); got {shape}.")
-    if not log_probs.is_floating_point():
-        raise TypeError(f"`log_probs` must be floating point; got {log_probs.dtype}.")
+    check_log_probs(log_probs, "(B, T, C)")
     B, T, C = log_probs.shape
-    if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or targets.shape[0] != B:
-        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets)
-        raise ValueError(f"`targets` must have shape (B, L) = ({B}, L); got {shape}.")
-    if targets.is_floating_point() or targets.dtype == torch.bool:
-        raise TypeError(f"`targets` must hold integer token ids; got {targets.dtype}.")
+    check_index_tensor(targets, "targets", B, "token ids")
     L = targets.shape[1]
     n_len = _lengths(input_lengths, "input_lengths", B, T)
     m_len = _lengths(target_lengths, "target_lengths", B, L)

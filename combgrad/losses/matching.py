@@ -8,7 +8,14 @@ from torch import nn
 
 import solvers
 
-from ._common import check_finite_or_neg_inf, check_reduction, reduce_loss
+from ._common import (
+    check_finite_or_neg_inf,
+    check_index_tensor,
+    check_log_probs,
+    check_reduction,
+    check_solver,
+    reduce_loss,
+)
 
 __all__ = ["MatchingLoss", "matching_loss"]
 
@@ -81,19 +88,10 @@ def matching_loss(
             instances of nonzero probability (messages name the argument and bag).
     """
     check_reduction(reduction)
-    if solver not in ("exact", "lp"):
-        raise ValueError(f"`solver` must be 'exact' or 'lp'; got {solver!r}.")
-    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
-        shape = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs)
-        raise ValueError(f"`log_probs` must be a tensor of shape (B, k, C); got {shape}.")
-    if not log_probs.is_floating_point():
-        raise TypeError(f"`log_probs` must be floating point; got {log_probs.dtype}.")
+    check_solver(solver)
+    check_log_probs(log_probs, "(B, k, C)")
     B, k, C = log_probs.shape
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or labels.shape[0] != B:
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels)
-        raise ValueError(f"`labels` must have shape (B, L) = ({B}, L); got {shape}.")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"`labels` must hold integer class ids; got {labels.dtype}.")
+    check_index_tensor(labels, "labels", B, "class ids")
     check_finite_or_neg_inf(log_probs, "log_probs")
     labels = labels.to(log_probs.device)
     label_valid = labels != ignore_index
