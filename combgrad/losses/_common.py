@@ -48,15 +48,20 @@ def check_index_tensor(t: object, name: str, batch: int, what: str) -> None:
         raise TypeError(f"`{name}` must hold integer {what}; got {t.dtype}.")
 
 
-def check_finite_or_neg_inf(t: torch.Tensor, name: str) -> None:
-    """Reject NaN and +inf; -inf (a log-probability of zero) is allowed."""
+def check_finite_or_neg_inf(t: torch.Tensor, name: str) -> bool:
+    """Reject NaN and +inf; -inf (a log-probability of zero) is allowed.
+
+    Returns:
+        Whether ``t`` may hold -inf (False guarantees every entry is finite).
+    """
     total = t.detach().sum()  # one cheap pass: NaN or +inf anywhere shows in the sum
-    if not (torch.isnan(total) or torch.isposinf(total)):
-        return
+    if bool(torch.isfinite(total)):
+        return False
     if torch.isnan(t).any():
         raise ValueError(f"`{name}` must not contain NaN.")
     if torch.isposinf(t).any():
         raise ValueError(f"`{name}` must not contain +inf (it holds log-probabilities).")
+    return True
 
 
 def reduce_loss(per_item: torch.Tensor, reduction: str, denominators: torch.Tensor) -> torch.Tensor:

@@ -122,7 +122,7 @@ def alignment_loss(
         raise ValueError(
             f"`targets`: item {b} position {j} holds {int(targets_cpu[b, j])}, outside [0, {C})."
         )
-    check_finite_or_neg_inf(log_probs, "log_probs")
+    may_hold_neg_inf = check_finite_or_neg_inf(log_probs, "log_probs")
     if isinstance(gap_cost, torch.Tensor):
         if gap_cost.numel() != 1:
             raise ValueError(f"`gap_cost` must be a scalar; got shape {tuple(gap_cost.shape)}.")
@@ -132,13 +132,14 @@ def alignment_loss(
     if not np.isfinite(gap_value):
         raise ValueError(f"`gap_cost` must be finite; got {gap_value}.")
 
-    index = targets.to(log_probs.device).clamp(0, C - 1)[:, None, :].expand(B, T, L)
-    picked = log_probs.gather(2, index)  # (B, T, L): log p_i(y_j)
-    sub_cost = -picked if cost == "nll" else 1.0 - picked.exp()
-    sub_np = sub_cost.detach().to("cpu", torch.float64).numpy()
+    token = targets.to(log_probs.device).clamp(0, C - 1)  # padding -> any class
+    with torch.no_grad():
+        picked = log_probs.gather(2, token[:, None, :].expand(B, T, L))  # log p_i(y_j)
+        sub_np = (-picked if cost == "nll" else 1.0 - picked.exp()).to("cpu", torch.float64)
+        sub_np = sub_np.numpy()
     # Padding may hold anything; an -inf log-probability inside an item makes a match
     # impossible at that cell, which the DP reads as a very large finite cost.
-    if np.isposinf(sub_np).any():
+    if may_hold_neg_inf and cost == "nll" and np.isposinf(sub_np).any():
         sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
     if solver == "exact":
         # The serial kernel: the DP costs ~2 ns a cell, and numba's parallel (OpenMP) workers
@@ -149,9 +150,18 @@ def alignment_loss(
         n_gaps = row_gaps + col_gaps
     else:
         match_np, n_gaps = _lp_alignments(sub_np, gap_value, n_len.numpy(), m_len.numpy(), backend)
-    match = torch.from_numpy(match_np).to(log_probs.device)
+    # The loss sums the matched cells, gathered straight from `log_probs`: its gradient is
+    # the optimal path's match indicator, with no dense (B, T, L) cost tensor in the graph.
+    cell = np.flatnonzero(match_np)  # flat (item, position, token) indices of the matches
+    row, tok = np.divmod(cell, L)  # row = item * T + position
+    item_np = row // T
+    token_np = token.cpu().numpy()
+    flat = torch.from_numpy(row * C + token_np[item_np, tok]).to(log_probs.device)
+    item = torch.from_numpy(item_np).to(log_probs.device)
+    matched_lp = log_probs.reshape(-1)[flat]
+    matched_cost = -matched_lp if cost == "nll" else 1.0 - matched_lp.exp()
     gaps = torch.from_numpy(np.asarray(n_gaps)).to(device=log_probs.device, dtype=log_probs.dtype)
-    per_item = sub_cost.masked_fill(~match, 0.0).sum((1, 2)) + gap_cost * gaps
+    per_item = log_probs.new_zeros(B).index_add(0, item, matched_cost) + gap_cost * gaps
     if reduction == "mean":
         lengths = m_len.to(device=log_probs.device, dtype=per_item.dtype).clamp(min=1)
         return (per_item / lengths).mean()
