@@ -143,20 +143,8 @@ def blank_alignment_loss(
     target_lengths: torch.Tensor,
     gap_cost: float,
 ) -> torch.Tensor:
-    """Exact alignment where unmatched positions pay ``-log p(blank) + gap``; mean over items.
-
-    ``alignment_loss`` on ``log_probs - log_probs[..., BLANK]`` charges a matched pair
-    ``-log p_i(y_j) + log p_i(blank)``; adding ``sum_i -log p_i(blank)`` over the item's
-    valid positions makes every alignment's total equal to its blank-aware cost, so the
-    minimiser (and its generalized gradient) is that of the blank-aware alignment.
-    """
-    blank = log_probs[..., BLANK : BLANK + 1]
-    per_item = alignment_loss(
-        log_probs - blank, targets, input_lengths, target_lengths, gap_cost, reduction="none"
-    )
-    valid = torch.arange(log_probs.shape[1])[None, :] < input_lengths[:, None]
-    per_item = per_item - (blank.squeeze(-1) * valid).sum(1)
-    return (per_item / target_lengths.to(per_item.dtype)).mean()
+    """Exact alignment where unmatched positions pay ``-log p(blank) + gap``; mean over items."""
+    return alignment_loss(log_probs, targets, input_lengths, target_lengths, gap_cost, blank=BLANK)
 
 
 def compute_loss(name, logits, input_lengths, targets, target_lengths, *, gap_cost, ctc):

@@ -35,7 +35,12 @@ def _lengths(value: torch.Tensor | list[int], name: str, B: int, upper: int) -> 
 
 
 def _lp_alignments(
-    cost: np.ndarray, gap: float, n_len: np.ndarray, m_len: np.ndarray, backend: str
+    cost: np.ndarray,
+    gap: float,
+    row_gap: np.ndarray | None,
+    n_len: np.ndarray,
+    m_len: np.ndarray,
+    backend: str,
 ):
     """Reference path: each item's lattice LP through a `solvers` backend."""
     B = cost.shape[0]
@@ -46,7 +51,8 @@ def _lp_alignments(
         if n == 0 or m == 0:
             gaps[b] = n + m
             continue
-        sol = solvers.solve(solvers.alignment_lp(cost[b, :n, :m], gap), backend)
+        gaps_b = gap if row_gap is None else (row_gap[b, :n], gap)
+        sol = solvers.solve(solvers.alignment_lp(cost[b, :n, :m], gaps_b), backend)
         if not sol.success:
             raise solvers.SolverError(f"alignment_loss: item {b}: {sol.message}")
         used = sol.x > 0.5
@@ -64,6 +70,7 @@ def alignment_loss(
     reduction: str = "mean",
     *,
     cost: Literal["nll", "prob"] = "nll",
+    blank: int | None = None,
     solver: str = "exact",
     backend: str = "highs",
 ) -> torch.Tensor:
@@ -97,6 +104,10 @@ def alignment_loss(
         reduction: ``"mean"`` (mean over the batch of cost / target length, like CTCLoss),
             ``"sum"``, or ``"none"`` (shape (B,)).
         cost: ``"nll"`` for :math:`-\log p`, ``"prob"`` for :math:`1 - p`.
+        blank: index of a blank class. When given, an unmatched output position ``i`` also
+            pays the cost of emitting blank there (:math:`-\log p_i(\text{blank})`, or
+            :math:`1 - p_i(\text{blank})`), so the model is trained to say "nothing" where
+            it matches no token, as CTC's blank does; matches stay monotone and one-to-one.
         solver: ``"exact"`` (batched DP) or ``"lp"`` (the lattice shortest-path LP through
             ``backend``); identical values and gradients.
         backend: a `solvers` backend name, used with ``solver="lp"``.
@@ -131,25 +142,39 @@ def alignment_loss(
         gap_value = float(gap_cost)
     if not np.isfinite(gap_value):
         raise ValueError(f"`gap_cost` must be finite; got {gap_value}.")
+    if blank is not None and not (isinstance(blank, int) and 0 <= blank < C):
+        raise ValueError(f"`blank` must be a class index in [0, {C}) or None; got {blank!r}.")
+
+    def cost_of(lp: torch.Tensor) -> torch.Tensor:
+        return -lp if cost == "nll" else 1.0 - lp.exp()
 
     token = targets.to(log_probs.device).clamp(0, C - 1)  # padding -> any class
     with torch.no_grad():
         picked = log_probs.gather(2, token[:, None, :].expand(B, T, L))  # log p_i(y_j)
-        sub_np = (-picked if cost == "nll" else 1.0 - picked.exp()).to("cpu", torch.float64)
-        sub_np = sub_np.numpy()
+        sub_np = cost_of(picked).to("cpu", torch.float64).numpy()
+        row_gap_np = None
+        if blank is not None:  # an unmatched position pays gap + the cost of emitting blank
+            row_gap_np = gap_value + cost_of(log_probs[..., blank]).to("cpu", torch.float64)
+            row_gap_np = row_gap_np.numpy()
     # Padding may hold anything; an -inf log-probability inside an item makes a match
     # impossible at that cell, which the DP reads as a very large finite cost.
-    if may_hold_neg_inf and cost == "nll" and np.isposinf(sub_np).any():
-        sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
+    if may_hold_neg_inf and cost == "nll":
+        if np.isposinf(sub_np).any():
+            sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
+        if row_gap_np is not None and np.isposinf(row_gap_np).any():
+            row_gap_np = np.where(np.isposinf(row_gap_np), 1e30, row_gap_np)
+    gap_arg = gap_value if row_gap_np is None else (row_gap_np, gap_value)
     if solver == "exact":
         # The serial kernel: the DP costs ~2 ns a cell, and numba's parallel (OpenMP) workers
         # keep spinning after a parallel call, slowing the torch work around the loss ~5x.
         _, match_np, row_gaps, col_gaps = solvers.alignment_batch(
-            np.ascontiguousarray(sub_np), gap_value, n_len.numpy(), m_len.numpy(), parallel=False
+            np.ascontiguousarray(sub_np), gap_arg, n_len.numpy(), m_len.numpy(), parallel=False
         )
         n_gaps = row_gaps + col_gaps
     else:
-        match_np, n_gaps = _lp_alignments(sub_np, gap_value, n_len.numpy(), m_len.numpy(), backend)
+        match_np, n_gaps = _lp_alignments(
+            sub_np, gap_value, row_gap_np, n_len.numpy(), m_len.numpy(), backend
+        )
     # The loss sums the matched cells, gathered straight from `log_probs`: its gradient is
     # the optimal path's match indicator, with no dense (B, T, L) cost tensor in the graph.
     cell = np.flatnonzero(match_np)  # flat (item, position, token) indices of the matches
@@ -159,9 +184,13 @@ def alignment_loss(
     flat = torch.from_numpy(row * C + token_np[item_np, tok]).to(log_probs.device)
     item = torch.from_numpy(item_np).to(log_probs.device)
     matched_lp = log_probs.reshape(-1)[flat]
-    matched_cost = -matched_lp if cost == "nll" else 1.0 - matched_lp.exp()
     gaps = torch.from_numpy(np.asarray(n_gaps)).to(device=log_probs.device, dtype=log_probs.dtype)
-    per_item = log_probs.new_zeros(B).index_add(0, item, matched_cost) + gap_cost * gaps
+    per_item = log_probs.new_zeros(B).index_add(0, item, cost_of(matched_lp)) + gap_cost * gaps
+    if blank is not None:
+        in_item = np.arange(T)[None, :] < n_len.numpy()[:, None]
+        unmatched = torch.from_numpy(in_item & ~match_np.any(2)).to(log_probs.device)
+        blank_cost = cost_of(log_probs[..., blank]).masked_fill(~unmatched, 0.0)
+        per_item = per_item + blank_cost.sum(1)
     if reduction == "mean":
         lengths = m_len.to(device=log_probs.device, dtype=per_item.dtype).clamp(min=1)
         return (per_item / lengths).mean()
@@ -175,6 +204,7 @@ class AlignmentLoss(nn.Module):
         gap_cost: as for :func:`alignment_loss`.
         reduction: as for :func:`alignment_loss`.
         cost: as for :func:`alignment_loss`.
+        blank: as for :func:`alignment_loss`.
         solver: as for :func:`alignment_loss`.
         backend: as for :func:`alignment_loss`.
         learnable_gap: make ``gap_cost`` a learnable parameter.
@@ -190,6 +220,7 @@ class AlignmentLoss(nn.Module):
         reduction: str = "mean",
         *,
         cost: Literal["nll", "prob"] = "nll",
+        blank: int | None = None,
         solver: str = "exact",
         backend: str = "highs",
         learnable_gap: bool = False,
@@ -202,6 +233,7 @@ class AlignmentLoss(nn.Module):
             self.gap_cost = float(gap_cost)
         self.reduction = reduction
         self.cost = cost
+        self.blank = blank
         self.solver = solver
         self.backend = backend
 
@@ -220,6 +252,7 @@ class AlignmentLoss(nn.Module):
             self.gap_cost,
             self.reduction,
             cost=self.cost,
+            blank=self.blank,
             solver=self.solver,
             backend=self.backend,
         )

@@ -204,3 +204,50 @@ def test_padding_may_hold_anything():
     a = alignment_loss(lp, targets, [4, 2], [2, 1], reduction="none")
     b = alignment_loss(lp, targets.clamp(0, 2), [4, 2], [2, 1], reduction="none")
     torch.testing.assert_close(a, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T=st.integers(1, 4),
+    L=st.integers(1, 4),
+    gap=st.floats(0.0, 2.0),
+    cost=st.sampled_from(["nll", "prob"]),
+    seed=st.integers(0, 2**31),
+)
+def test_blank_makes_unmatched_positions_pay_for_emitting_blank(T, L, gap, cost, seed):
+    rng = np.random.default_rng(seed)
+    C = 4
+    lp = torch.log_softmax(torch.tensor(rng.normal(size=(2, T, C)) * 2), -1)
+    targets = torch.tensor(rng.integers(1, C, size=(2, L)))  # class 0 is the blank
+    n_len, m_len = [T, max(T - 1, 0)], [L, max(L - 1, 0)]
+    values = alignment_loss(lp, targets, n_len, m_len, gap, "none", cost=cost, blank=0)
+    for b in range(2):
+        p = lp[b].exp().numpy()
+        sub = p[:, targets[b].numpy()]
+        sub = -np.log(sub) if cost == "nll" else 1.0 - sub
+        blank_cost = -np.log(p[:, 0]) if cost == "nll" else 1.0 - p[:, 0]
+        n, m = n_len[b], m_len[b]
+        best = np.inf
+        for matches in all_alignments(n, m):
+            rows = {i for i, _ in matches}
+            total = sum(sub[i, j] for i, j in matches) + gap * (n + m - 2 * len(matches))
+            best = min(best, total + sum(blank_cost[i] for i in range(n) if i not in rows))
+        assert values[b].item() == pytest.approx(best, abs=1e-9)
+
+
+def test_blank_gradients_match_finite_differences_and_the_lp_path():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, 4, (2, 3))
+
+    def f(x, solver="exact"):
+        return alignment_loss(
+            x.log_softmax(-1), targets, [5, 4], [3, 2], 0.5, blank=0, solver=solver
+        )
+
+    assert torch.autograd.gradcheck(f, (logits,), eps=1e-6, atol=1e-6)
+    g_exact = torch.autograd.grad(f(logits), logits)[0]
+    g_lp = torch.autograd.grad(f(logits, "lp"), logits)[0]
+    torch.testing.assert_close(g_exact, g_lp, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="`blank`"):
+        alignment_loss(logits.log_softmax(-1), targets, [5, 4], [3, 2], blank=4)
