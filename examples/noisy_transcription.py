@@ -64,6 +64,9 @@ from tqdm.auto import tqdm
 
 from combgrad import alignment_loss
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sequences import greedy_decode, score
+
 LOSSES = ("align", "ctc", "ce")
 VOCAB = 12  # clean symbols 0..11
 NOISE = 4  # distractor symbols, inserted
@@ -168,32 +171,7 @@ def compute_loss(name, logits, input_lengths, targets, target_lengths, *, gap_co
 
 
 def decode(logits: torch.Tensor, lengths: torch.Tensor, merge_repeats: bool) -> list[list[int]]:
-    outputs = []
-    for row, length in zip(logits.argmax(-1).tolist(), lengths.tolist()):
-        row = row[:length]
-        if merge_repeats:
-            row = [s for i, s in enumerate(row) if i == 0 or s != row[i - 1]]
-        outputs.append([s for s in row if s != BLANK])
-    return outputs
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    previous = list(range(len(b) + 1))
-    for i, token in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (token != other))
-            )
-        previous = current
-    return previous[-1]
-
-
-def score(predictions: list[list[int]], targets, target_lengths) -> dict:
-    truths = [t[:n].tolist() for t, n in zip(targets, target_lengths.tolist())]
-    errors = sum(edit_distance(p, t) for p, t in zip(predictions, truths))
-    exact = sum(p == t for p, t in zip(predictions, truths))
-    return {"exact_match": exact / len(truths), "cer": errors / int(target_lengths.sum())}
+    return greedy_decode(logits, BLANK, merge_repeats, lengths)
 
 
 @torch.no_grad()

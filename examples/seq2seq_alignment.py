@@ -66,6 +66,9 @@ from tqdm.auto import tqdm
 
 from combgrad import alignment_loss
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sequences import edit_distance, greedy_decode, score  # noqa: F401 (re-exported)
+
 LOSSES = ("align", "align_gumbel", "align_gumbel_soft", "ctc", "ce")
 BLANK = 10
 NUM_SYMBOLS = 11
@@ -178,24 +181,7 @@ def compute_loss(name, logits, targets, lengths, *, gap_cost, tau, ctc):
 
 
 def decode(logits: torch.Tensor, merge_repeats: bool) -> list[list[int]]:
-    outputs = []
-    for row in logits.argmax(-1).tolist():
-        if merge_repeats:
-            row = [s for i, s in enumerate(row) if i == 0 or s != row[i - 1]]
-        outputs.append([s for s in row if s != BLANK])
-    return outputs
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    previous = list(range(len(b) + 1))
-    for i, token in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (token != other))
-            )
-        previous = current
-    return previous[-1]
+    return greedy_decode(logits, BLANK, merge_repeats)
 
 
 @torch.no_grad()
@@ -203,11 +189,7 @@ def evaluate(model, x, targets, lengths, merge_repeats: bool) -> dict:
     model.eval()
     logits = torch.cat([model(chunk) for chunk in x.split(256)])
     model.train()
-    predictions = decode(logits, merge_repeats)
-    truths = [t[:n].tolist() for t, n in zip(targets, lengths.tolist())]
-    errors = sum(edit_distance(p, t) for p, t in zip(predictions, truths))
-    exact = sum(p == t for p, t in zip(predictions, truths))
-    return {"exact_match": exact / len(truths), "cer": errors / int(lengths.sum())}
+    return score(decode(logits, merge_repeats), targets, lengths)
 
 
 def set_blank_prior(model: LineReader, prob: float) -> None:
