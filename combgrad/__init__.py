@@ -21,8 +21,16 @@ _EXPORTS = {
     "alignment_loss": "combgrad.losses.alignment",
     "MatchingLoss": "combgrad.losses.matching",
     "AlignmentLoss": "combgrad.losses.alignment",
+    "SPOPlusLoss": "combgrad.losses.spo",
+    "spo_plus_loss": "combgrad.losses.spo",
+    "FenchelYoungLoss": "combgrad.losses.fenchel_young",
+    "fenchel_young_loss": "combgrad.losses.fenchel_young",
+    "NCELoss": "combgrad.losses.nce",
+    "nce_loss": "combgrad.losses.nce",
+    "regret": "combgrad.metrics",
 }
 _SUBMODULES = ("analysis", "distributed", "functional", "losses", "nn", "optim")
+_SUBMODULES += ("argmin", "metrics")  # decision-focused learning (issue 11)
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

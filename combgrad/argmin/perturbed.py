@@ -93,7 +93,7 @@ def perturbed(
     \nu'(Z)^\top\big],$$
 
     where $\nu'(Z) = Z$ for normal noise and $e^{Z} - 1$ for `"gumbel"` (Gumbel-min noise;
-    see [sample_noise][combgrad.argmin._noise.sample_noise]). No extra solve is needed in
+    see [sample_noise][combgrad.argmin.sample_noise]). No extra solve is needed in
     backward. On the simplex with `"gumbel"` noise, $\bar x_\sigma(\theta)$ is exactly
     $\mathrm{softmax}(-\theta / \sigma)$ in expectation.
 

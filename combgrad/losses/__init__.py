@@ -19,6 +19,12 @@ _EXPORTS = {
     "fisher_information_penalty": "robust_ib",
     "score_fisher_information": "robust_ib",
     "gaussian_kl_to_standard_normal": "robust_ib",
+    "SPOPlusLoss": "spo",
+    "spo_plus_loss": "spo",
+    "FenchelYoungLoss": "fenchel_young",
+    "fenchel_young_loss": "fenchel_young",
+    "NCELoss": "nce",
+    "nce_loss": "nce",
 }
 
 __all__ = sorted(_EXPORTS)
