@@ -1,4 +1,4 @@
-r"""Fast exact [`Oracle`][solvers.Oracle]s for structures used in decision-focused learning.
+r"""Fast exact [`Oracle`][solvers.oracle.Oracle]s for structures used in decision-focused learning.
 
 Each builder returns an oracle whose `solve(costs)` takes `(B, n)` or `(n,)` costs and
 returns minimizers and optimal values, and whose `to_problem()` gives the equivalent

@@ -156,7 +156,7 @@ def grid_shortest_path(height: int, width: int, *, engine: str | None = None) ->
             `SOLVERS_COMBINATORIAL_ENGINE` environment variable. Results do not depend on it.
 
     Returns:
-        An [`Oracle`][solvers.Oracle] with `n = (height - 1) * width + height * (width - 1)`
+        An [`Oracle`][solvers.oracle.Oracle] with `n = (height - 1) * width + height * (width - 1)`
         and a `to_problem()` method returning the equivalent
         [`LinearProgram`][solvers.LinearProgram].
 

@@ -158,7 +158,7 @@ def knapsack(
     by a power of ten up to $10^4$ (PyEPO's `genData` weights have two decimals) and a DP
     table of at most `MAX_DP_CELLS` cells, an exact dynamic program over the capacity
     (numba, parallel over the batch; numpy fallback); otherwise HiGHS's MILP, through
-    [`Oracle.from_problem`][solvers.Oracle.from_problem]. **Ties** (DP): an item is taken
+    [`Oracle.from_problem`][solvers.oracle.Oracle.from_problem]. **Ties** (DP): an item is taken
     only when it strictly lowers the cost of the best selection seen so far.
 
     Args:
@@ -171,7 +171,7 @@ def knapsack(
         backend: the MILP backend.
 
     Returns:
-        An [`Oracle`][solvers.Oracle] with `n = n_items` and a `to_problem()` method.
+        An [`Oracle`][solvers.oracle.Oracle] with `n = n_items` and a `to_problem()` method.
 
     Raises:
         ValueError: shapes, non-finite weights or capacities, a bad `method`.

@@ -35,7 +35,7 @@ class Assignment(Oracle):
         return indicator.reshape(costs.shape).astype(np.float64), values
 
     def to_problem(self) -> LinearProgram:
-        """The assignment LP of [`assignment_lp`][solvers.assignment_lp], same variable order."""
+        """The assignment LP of [`assignment_lp`][solvers.combinatorial.assignment.assignment_lp], same variable order."""
         from ..combinatorial import assignment_lp
 
         return assignment_lp(np.zeros((self.n_rows, self.n_cols)))
@@ -47,18 +47,18 @@ def assignment(n_rows: int, n_cols: int, *, threads: int | None = None) -> Oracl
     Costs are the `n_rows` x `n_cols` cost matrix flattened row-major (entry `i * n_cols + j`
     is the cost of matching row `i` with column `j`); `x` is the flattened 0/1 matching.
     When `n_rows <= n_cols` every row is matched (and vice versa); see
-    [`assignment_lp`][solvers.assignment_lp]. Solved by
-    [`assignment_batch`][solvers.assignment_batch] (the Hungarian algorithm of
+    [`assignment_lp`][solvers.combinatorial.assignment.assignment_lp]. Solved by
+    [`assignment_batch`][solvers.combinatorial.assignment.assignment_batch] (the Hungarian algorithm of
     `scipy.optimize.linear_sum_assignment`, threads over large batches); ties are its own
     deterministic choice.
 
     Args:
         n_rows: rows, $\ge 1$.
         n_cols: columns, $\ge 1$.
-        threads: as for [`assignment_batch`][solvers.assignment_batch].
+        threads: as for [`assignment_batch`][solvers.combinatorial.assignment.assignment_batch].
 
     Returns:
-        An [`Oracle`][solvers.Oracle] with `n = n_rows * n_cols` and `to_problem()`.
+        An [`Oracle`][solvers.oracle.Oracle] with `n = n_rows * n_cols` and `to_problem()`.
 
     Examples:
         ```python
@@ -109,7 +109,7 @@ def top_k(n: int, k: int) -> Oracle:
         k: how many to choose, $0 \le k \le n$.
 
     Returns:
-        An [`Oracle`][solvers.Oracle] with `to_problem()`.
+        An [`Oracle`][solvers.oracle.Oracle] with `to_problem()`.
 
     Examples:
         ```python
