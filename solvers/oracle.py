@@ -157,7 +157,7 @@ class Oracle:
         The backend model is built once (a [`Solver`][solvers.Solver]) and re-solved with
         each new cost vector. With `workers`, batches are split into contiguous chunks
         solved in a process pool that the oracle keeps for its lifetime (spawned on first
-        use; call [`close`][solvers.oracle.ProblemOracle.close] or use the oracle as a
+        use; call `close()` or use the oracle as a
         context manager to shut it down); each worker builds the model once per chunk.
 
         Integer variables of a MILP come back rounded to exact integers, and `values` is
@@ -174,7 +174,7 @@ class Oracle:
             options: backend options, as for [`solve`][solvers.solve].
 
         Returns:
-            An [`Oracle`][solvers.Oracle] with `n = lp.n_vars`.
+            An [`Oracle`][solvers.oracle.Oracle] with `n = lp.n_vars`.
 
         Raises:
             TypeError: `lp` is not a `LinearProgram`.
@@ -201,7 +201,7 @@ class Oracle:
             batched: whether `fn` takes a whole batch.
 
         Returns:
-            An [`Oracle`][solvers.Oracle]. Its output is checked: a wrong shape or a
+            An [`Oracle`][solvers.oracle.Oracle]. Its output is checked: a wrong shape or a
             non-finite entry raises `SolverError` naming `fn` and the batch item. When
             `fn` returns no values they are computed as `(costs * x).sum(-1)`.
 
