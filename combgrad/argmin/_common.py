@@ -2,7 +2,7 @@
 
 Any object with an integer attribute `n` and a method `solve(costs)` mapping a `(B, n)`
 float64 array to `(x, values)` (`x` of shape `(B, n)`, `values` of shape `(B,)`) is an oracle,
-e.g. [solvers.Oracle][solvers.Oracle]. Costs are solved on the CPU in float64; results come
+e.g. [solvers.Oracle][solvers.oracle.Oracle]. Costs are solved on the CPU in float64; results come
 back on the input's device and dtype.
 """
 
