@@ -240,3 +240,13 @@ def test_other_bad_arguments():
         imle(c, simplex(3), noise="gamma")
     with pytest.raises(ValueError, match="`lambda_` must be a finite positive number"):
         blackbox(c, simplex(3), lambda_=float("inf"))
+
+
+def test_argmin_and_metrics_do_not_import_the_solver_layer():
+    """Any duck-typed oracle works: the solution maps need only torch and numpy."""
+    import subprocess
+    import sys
+
+    code = "import sys, combgrad.argmin, combgrad.metrics; print('solvers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

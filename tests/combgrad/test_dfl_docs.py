@@ -34,3 +34,33 @@ def test_python_block_runs_as_copied(index, tmp_path):
     if index == 0:  # the quick start: training lowers the regret
         before, after = (float(line.split()[-1]) for line in out.stdout.splitlines()[:2])
         assert after < 0.5 * before
+
+
+def _docstring_blocks():
+    import combgrad.argmin as argmin
+    import combgrad.losses as losses
+    import combgrad.metrics as metrics
+
+    objects = [
+        argmin.perturbed,
+        argmin.blackbox,
+        argmin.imle,
+        argmin.nid,
+        losses.SPOPlusLoss,
+        losses.spo_plus_loss,
+        losses.FenchelYoungLoss,
+        losses.fenchel_young_loss,
+        losses.NCELoss,
+        losses.nce_loss,
+        metrics.regret,
+    ]
+    for obj in objects:
+        for k, block in enumerate(re.findall(r"```python\n(.*?)```", obj.__doc__ or "", re.S)):
+            yield pytest.param(block, id=f"{obj.__name__}-{k}")
+
+
+@pytest.mark.parametrize("block", list(_docstring_blocks()))
+def test_docstring_examples_run(block):
+    import textwrap
+
+    exec(compile(textwrap.dedent(block), "<docstring>", "exec"), {})
