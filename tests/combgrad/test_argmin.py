@@ -250,3 +250,9 @@ def test_argmin_and_metrics_do_not_import_the_solver_layer():
     code = "import sys, combgrad.argmin, combgrad.metrics; print('solvers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_huge_finite_costs_are_accepted():
+    """The cheap finiteness check (one sum) must not reject a sum that merely overflows."""
+    costs = torch.tensor([[1e308, 1e308, -1.0]], dtype=torch.float64)
+    assert torch.equal(nid(costs, simplex(3)), torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))
