@@ -80,6 +80,7 @@ def test_perturbed_normal_on_box_matches_the_normal_cdf():
     np.testing.assert_allclose(grad.numpy(), -norm.pdf(t / sigma) / sigma * g.numpy(), atol=0.04)
 
 
+@pytest.mark.slow
 def test_perturbed_on_grid_paths_matches_enumeration():
     """Exhaustive enumeration of the 6 paths of a 3x3 grid, independent Monte Carlo."""
     oracle = grid_paths(3, 3)
