@@ -25,7 +25,7 @@ PyEPO's (met when `mean_ours <= mean_pyepo + std_pyepo`, std over seeds); and on
 shortest path, seconds per epoch at least 10x lower than PyEPO's (ratio <= 0.1).
 
 Run: ``python -m benchmarks dfl [--quick]`` (needs the `bench` extra: ``pip install
-'.[bench]'``). ``--quick`` uses 64 train/test samples, one seed and one epoch.
+'.[bench]'``). ``--quick`` uses 32 train/test samples, one seed and one epoch.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ class Config:
 
 
 QUICK = Config(
-    n_train=64,
-    n_test=64,
+    n_train=32,
+    n_test=32,
     seeds=(0,),
     epochs={"shortest path": 1, "knapsack": 1},
 )
