@@ -17,8 +17,9 @@ same batches (a seeded shuffling `DataLoader`) are trained with each method thro
 and the two-stage baseline (MSE on the costs, no solver; plain torch). Every trained
 model is judged by PyEPO's `pyepo.metric.regret` (normalized) on the test set, through
 PyEPO's own model. Seconds per epoch are the wall-clock training time of one epoch
-(forward, loss with its solver calls, backward, step; data loading included),
-median over epochs and seeds, one process each.
+(batch indexing, forward, loss with its solver calls, backward, step), median over
+epochs and seeds, one process and one torch thread each; the epochs of the PyEPO and
+combgrad models of one seed and method alternate, so that the machine's load hits both.
 
 Targets (issue 11): each combgrad method's mean regret within the seed spread of
 PyEPO's (met when `mean_ours <= mean_pyepo + std_pyepo`, std over seeds); and on the
@@ -200,33 +201,63 @@ def _loss_fn(method: str, library: str, prob: Problem, cfg: Config, seed: int):
     raise ValueError(f"unknown method {method!r}")
 
 
-def _train_and_judge(
-    method: str, library: str, prob: Problem, cfg: Config, seed: int, epochs: int, out: Result
-) -> None:
-    import pyepo
-    from torch.utils.data import DataLoader
+class _Trainer:
+    """One model, optimizer and batch order; `epoch()` trains one epoch and times it.
 
-    torch.manual_seed(seed)
-    model = torch.nn.Linear(prob.n_features, prob.n_costs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loader = DataLoader(
-        prob.train, batch_size=cfg.batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )  # fmt: skip
-    loss_fn = _loss_fn(method, library, prob, cfg, seed)
-    model.train()
-    for _ in range(epochs):
+    Batches index the dataset's tensors with a seeded permutation per epoch (the same
+    batches for every library trained from the same seed); this skips the per-item
+    Python overhead of a `DataLoader`, which both libraries would pay alike.
+    """
+
+    def __init__(self, method: str, library: str, prob: Problem, cfg: Config, seed: int):
+        torch.manual_seed(seed)
+        self.model = torch.nn.Linear(prob.n_features, prob.n_costs)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.loss_fn = _loss_fn(method, library, prob, cfg, seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        data = prob.train
+        self.tensors = (data.feats, data.costs, data.sols, data.objs)
+        self.batch_size = cfg.batch_size
+        self.prob = prob
+
+    def epoch(self, out: Result) -> None:
         c0, w0 = time.process_time(), time.perf_counter()
-        for x, c, w, z in loader:
-            loss = loss_fn(model(x), c, w, z)
-            optimizer.zero_grad()
+        self.model.train()
+        perm = torch.randperm(len(self.tensors[0]), generator=self.generator)
+        for start in range(0, len(perm), self.batch_size):
+            idx = perm[start : start + self.batch_size]
+            x, c, w, z = (t[idx] for t in self.tensors)
+            loss = self.loss_fn(self.model(x), c, w, z)
+            self.optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
         out.wall.append(time.perf_counter() - w0)
         out.cpu.append(time.process_time() - c0)
-    test_loader = DataLoader(prob.test, batch_size=256, shuffle=False)
-    with _quiet():
-        out.regrets.append(float(pyepo.metric.regret(model, prob.optmodel, test_loader)))
+
+    def judge(self, out: Result) -> None:
+        import pyepo
+        from torch.utils.data import DataLoader
+
+        test_loader = DataLoader(self.prob.test, batch_size=256, shuffle=False)
+        with _quiet():
+            out.regrets.append(
+                float(pyepo.metric.regret(self.model, self.prob.optmodel, test_loader))
+            )
+
+
+def _train_and_judge(
+    method: str, libraries: list[str], prob: Problem, cfg: Config, seed: int, epochs: int,
+    results: dict[tuple[str, str], Result],
+) -> None:  # fmt: skip
+    """Train one model per library, epochs interleaved (a load spike hits both alike)."""
+    trainers = {lib: _Trainer(method, lib, prob, cfg, seed) for lib in libraries}
+    outs = {lib: results.setdefault((method, lib), Result()) for lib in libraries}
+    for epoch in range(epochs):
+        order = libraries if epoch % 2 == 0 else libraries[::-1]
+        for lib in order:
+            trainers[lib].epoch(outs[lib])
+    for lib in libraries:
+        trainers[lib].judge(outs[lib])
 
 
 # ------------------------------------------------------------------------------- report
@@ -290,31 +321,37 @@ def run(
     ``repeats`` (the suite's option) is ignored: every epoch is one timed sample.
     """
     cfg = QUICK if quick else Config()
+    threads = torch.get_num_threads()
+    # Tiny models: one torch thread for both libraries (no OpenMP hand-off per op).
+    torch.set_num_threads(1)
+    try:
+        return _run(cfg, problems)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: Config, problems: tuple[str, ...] | None) -> list[Row]:
     print(
         f"== dfl == PyEPO's benchmark: {cfg.n_train} train / {cfg.n_test} test, "
         f"{cfg.n_features} features, deg {cfg.deg}, noise {cfg.noise}, seeds {list(cfg.seeds)}, "
         f"batch {cfg.batch_size}, Adam lr {cfg.lr}, epochs {cfg.epochs}, PFYL "
         f"{cfg.pfyl_samples} samples sigma {cfg.pfyl_sigma}, DBB lambda {cfg.dbb_lambda}; "
         f"knapsack {cfg.knapsack_items} items, dim {cfg.knapsack_dim}, capacity "
-        f"{cfg.knapsack_capacity}",
+        f"{cfg.knapsack_capacity}; torch {torch.get_num_threads()} thread, epochs of the two "
+        "libraries interleaved",
         flush=True,
     )
     all_rows: list[Row] = []
     for problem in problems or tuple(PROBLEMS):
         results: dict[tuple[str, str], Result] = {}
-        runs = [
-            (seed, method, lib)
-            for seed in cfg.seeds
-            for method in cfg.methods
-            for lib in (["torch"] if method == "2S (MSE)" else ["pyepo", "combgrad"])
-        ]
+        runs = [(seed, method) for seed in cfg.seeds for method in cfg.methods]
         prob = None
-        for seed, method, lib in tqdm(runs, desc=f"dfl {problem}", leave=False):
+        for seed, method in tqdm(runs, desc=f"dfl {problem}", leave=False):
             if prob is None or prob.seed != seed:
                 prob = PROBLEMS[problem](cfg, seed)
                 prob.seed = seed
-            res = results.setdefault((method, lib), Result())
-            _train_and_judge(method, lib, prob, cfg, seed, cfg.epochs[problem], res)
+            libraries = ["torch"] if method == "2S (MSE)" else ["pyepo", "combgrad"]
+            _train_and_judge(method, libraries, prob, cfg, seed, cfg.epochs[problem], results)
         text, rows = _table(problem, results, cfg)
         print(text, flush=True)
         all_rows += rows
