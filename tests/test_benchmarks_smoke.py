@@ -102,3 +102,24 @@ def test_unknown_section_is_an_error(capsys):
         bench_main.main(["nonsense"])
     assert info.value.code == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_dfl_section_prints_both_libraries(capsys):
+    pytest.importorskip(
+        "pyepo", reason="pyepo is a bench extra (pip install '.[bench]'), not a test dependency"
+    )
+    assert bench_main.main(["dfl", "--quick"]) == 0
+    out = capsys.readouterr().out
+    for problem in ("shortest path", "knapsack"):
+        rows = _table_rows(out, f"== dfl: {problem} ==")
+        assert len(rows) == 7  # two-stage, then PyEPO and combgrad for SPO+, PFYL and DBB
+        for method in ("SPO+", "PFYL", "DBB"):
+            for lib in ("pyepo", "combgrad"):
+                line = next(r for r in rows if r.split()[0] == method and r.split()[1] == lib)
+                regret = float(line.split()[2])
+                assert 0.0 <= regret < 10.0, line
+                if lib == "combgrad":
+                    assert re.search(r"\s\d+\.\d{3}\s+(met|MISSED)", line), line
+    summary = out[out.index("== targets ==") :]
+    assert summary.count("dfl shortest path") == 3  # a speed target per method
