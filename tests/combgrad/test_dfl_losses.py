@@ -302,6 +302,12 @@ def test_bad_loss_inputs_are_clear_errors():
         fenchel_young_loss(a, torch.zeros(3), o)
     with pytest.raises(ValueError, match=r"`solve_ratio` must be in \[0, 1\]"):
         NCELoss(o, solve_ratio=2.0)
+    with pytest.raises(ValueError, match=r"`pool` must be a \(P, n\) tensor with P >= 1"):
+        nce_loss(a, a, torch.zeros(0, 3))
+    with pytest.raises(
+        ValueError, match=r"`pred_costs` must have shape \(B, n\) or \(n,\) with n = oracle.n = 3"
+    ):
+        nce_loss(torch.zeros(2, 4), a, torch.eye(3))
     with pytest.raises(ValueError, match="`contrast` must be one of"):
         NCELoss(o, contrast="max")
     with pytest.raises(ValueError, match="non-finite solution for item 1"):
