@@ -19,14 +19,12 @@ import solvers
 from solvers import LinearProgram, ProblemFileError, Status
 from solvers.files import ModelFile, read, read_model, write
 
-from .conftest import MISSING_DATA, read_manifest
+from .conftest import read_manifest
 
 MANIFEST = read_manifest()
 
 
 def _manifest_params(section: str) -> list:
-    if MANIFEST is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING_DATA), id="no-data")]
     return sorted(MANIFEST[section])
 
 
@@ -56,7 +54,7 @@ def write_text(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-# -- the shared instances -----------------------------------------------------------------
+# -- the vendored instances ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", _manifest_params("instances"))
