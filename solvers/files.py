@@ -351,6 +351,7 @@ _SECTION_KEYWORDS = frozenset(
     "DELAYEDROWS MODELCUTS USERCUTS INDICATORS SETS SOS GENCONS PWLOBJ PWLNAM PWLCON "
     "ENDATA".split()
 )
+_SECTION_KEYWORD_BYTES = frozenset(k.encode() for k in _SECTION_KEYWORDS)
 _MPS_SPACE = " \t\n\v\f\r"
 _MPS_SPACES = re.compile(r"[ \t\n\v\f\r]+")
 _KEYWORDS_WITH_ARGUMENTS = frozenset({"NAME", "OBJSENSE", "QCMATRIX", "QSECTION", "CSECTION"})
@@ -412,6 +413,9 @@ def _sanitised_mps(text: bytes) -> bytes | None:
     2. Names that the free-format reader takes for section headers are renamed
        (see `_rename_keyword_names`).
     """
+    uncommented = _strip_inline_comments(text)
+    if uncommented is not None:
+        text = uncommented
     lines = text.split(b"\n")
     # The last piece follows the final newline (or is the whole last line): no newline.
     traps = [i for i, line in enumerate(lines[:-1]) if len(line) % 127 == 0]
@@ -421,7 +425,49 @@ def _sanitised_mps(text: bytes) -> bytes | None:
     renamed = _rename_keyword_names(fixed)
     if renamed is not None:
         return renamed
-    return fixed if traps else None
+    return fixed if traps or uncommented is not None else None
+
+
+# Where an in-line comment may start in a data line of each section: only after a complete
+# entry, so that a name or value that happens to start with '$' or '*' is never dropped
+# from the middle of an entry (such a line is left for the reader to refuse).
+_COMMENT_AT = {
+    b"ROWS": {2},
+    b"COLUMNS": {3, 5},
+    b"RHS": {3, 5},
+    b"RANGES": {3, 5},
+    b"BOUNDS": {3, 4},
+}
+
+
+def _strip_inline_comments(text: bytes) -> bytes | None:
+    """``text`` without trailing ``$...`` / ``*...`` comments on data lines, or None if none.
+
+    Free MPS files (HiGHS's test file ``comment.mps``, CPLEX's format) may end a data
+    line with a comment starting with ``$``; HiGHS's own files also use ``*``. A
+    comment is only recognised where a complete entry ends (see ``_COMMENT_AT``).
+    """
+    if b"$" not in text and b"*" not in text:
+        return None
+    lines = text.split(b"\n")
+    section = None
+    changed = False
+    for i, raw_line in enumerate(lines):
+        if raw_line.startswith((b"*", b"$")):
+            continue
+        words = raw_line.split()
+        if not words:
+            continue
+        if not raw_line[:1].isspace() and words[0].upper() in _SECTION_KEYWORD_BYTES:
+            section = words[0].upper()
+            continue
+        allowed = _COMMENT_AT.get(section, set())
+        for k, word in enumerate(words):
+            if k in allowed and word.startswith((b"$", b"*")):
+                lines[i] = b" " + b" ".join(words[:k])
+                changed = True
+                break
+    return b"\n".join(lines) if changed else None
 
 
 def _rename_keyword_names(text: bytes) -> bytes | None:
