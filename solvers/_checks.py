@@ -36,12 +36,14 @@ class NumericLimits:
         max_coefficient: matrix entries at or above this magnitude are refused or
             read as infinite.
         solver: the name used in messages ("HiGHS", "SCIP").
+        infinity_text: what the solver does at ``infinity``, for messages.
     """
 
     infinity: float | None = None
     min_coefficient: float | None = None
     max_coefficient: float | None = None
     solver: str = ""
+    infinity_text: str = "reads |values| >= {limit:g} as infinite"
 
 
 def _first(mask: np.ndarray) -> int:
@@ -55,9 +57,10 @@ def check_costs(c: np.ndarray, limits: NumericLimits | None, backend: str) -> No
     if float(np.max(np.abs(c))) >= limits.infinity:
         j = _first(np.abs(c) >= limits.infinity)
         raise CapabilityError(
-            f"`c`: {limits.solver} (backend {backend!r}) reads |values| >= {limits.infinity:g} as "
-            f"infinite, so c[{j}] = {c[j]:g} would silently change the problem. Rescale the "
-            "problem, or use a backend without this limit (e.g. 'glop')."
+            f"`c`: {limits.solver} (backend {backend!r}) "
+            f"{limits.infinity_text.format(limit=limits.infinity)}, so c[{j}] = {c[j]:g} would "
+            "silently change the problem. Rescale the problem, or use a backend without this "
+            "limit (e.g. 'glop')."
         )
 
 
@@ -80,7 +83,7 @@ def check_numeric_range(problem: LinearProgram, limits: NumericLimits | None, ba
             if big.any():
                 i = _first(big)
                 raise CapabilityError(
-                    f"`{name}`: {who} reads |values| >= {inf:g} as infinite, so {name}[{i}] = "
+                    f"`{name}`: {who} {limits.infinity_text.format(limit=inf)}, so {name}[{i}] = "
                     f"{values[i]:g} would silently drop or change that constraint. Rescale the "
                     "problem, or use a backend without this limit (e.g. 'glop')."
                 )
@@ -89,7 +92,7 @@ def check_numeric_range(problem: LinearProgram, limits: NumericLimits | None, ba
         if big.any():
             j, k = np.argwhere(big)[0]
             raise CapabilityError(
-                f"`bounds`: {who} reads |values| >= {inf:g} as infinite, so the "
+                f"`bounds`: {who} {limits.infinity_text.format(limit=inf)}, so the "
                 f"{('lower', 'upper')[k]} bound {problem.bounds[j, k]:g} of variable {j} would "
                 "silently be dropped. Pass None or +-inf for 'no bound', or rescale the problem."
             )

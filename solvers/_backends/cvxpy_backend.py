@@ -153,6 +153,9 @@ class CvxpyModel(Model):
                     duals_eq = -np.asarray(self.eq_constraint.dual_value, np.float64).reshape(-1)
                 else:
                     duals_eq = np.zeros(0)
+        summary = STATUS_MESSAGES[status]
+        if status is Status.TIME_LIMIT and "time_limit" not in self.solver_options:
+            summary = "The solver stopped at a limit before optimality was proven."
         return Solution(
             status,
             x=x,
@@ -160,7 +163,7 @@ class CvxpyModel(Model):
             duals_ub=duals_ub,
             duals_eq=duals_eq,
             backend="cvxpy",
-            message=f"{STATUS_MESSAGES[status]} (cvxpy {self.solver} status {raw!r})",
+            message=f"{summary} (cvxpy {self.solver} status {raw!r})",
             solve_time=elapsed,
             info={"raw_status": raw, "solver": self.solver},
         )
@@ -228,7 +231,16 @@ class CvxpyBackend(Backend):
             from .ortools import SCIP_LIMITS
 
             return SCIP_LIMITS
-        return None
+        if solver == "GLOP":
+            return None
+        # Interior-point and first-order solvers (CLARABEL, SCS, PDLP, ...) have no
+        # infinity, but answer wrongly, without a warning, beyond it: CLARABEL calls
+        # min 1e30 x0 - x1 on [0, 1]^2 unbounded.
+        return NumericLimits(
+            infinity=1e20,
+            solver=f"cvxpy's {solver}",
+            infinity_text="gives wrong answers, without a warning, for |values| >= {limit:g}",
+        )
 
     def tolerance(self, problem: LinearProgram, options: Mapping[str, Any]) -> float:
         if str(options.get("solver", "HIGHS")).upper() == "HIGHS":
