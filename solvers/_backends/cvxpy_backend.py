@@ -153,6 +153,24 @@ class CvxpyModel(Model):
                     duals_eq = -np.asarray(self.eq_constraint.dual_value, np.float64).reshape(-1)
                 else:
                     duals_eq = np.zeros(0)
+        info: dict[str, Any] = {"raw_status": raw, "solver": self.solver}
+        if status is Status.INFEASIBLE and not problem.is_mip:
+            # cvxpy's HiGHS interface stores a Farkas ray as the duals (cvxpy's sign).
+            rays = [
+                None if con is None else con.dual_value
+                for con in (self.ub_constraint, self.eq_constraint)
+            ]
+            if all(
+                r is not None
+                for r, con in zip(rays, (self.ub_constraint, self.eq_constraint))
+                if con is not None
+            ):
+                info["farkas_ub"] = (
+                    np.zeros(0) if rays[0] is None else -np.asarray(rays[0], np.float64).reshape(-1)
+                )
+                info["farkas_eq"] = (
+                    np.zeros(0) if rays[1] is None else -np.asarray(rays[1], np.float64).reshape(-1)
+                )
         summary = STATUS_MESSAGES[status]
         if status is Status.TIME_LIMIT and "time_limit" not in self.solver_options:
             summary = "The solver stopped at a limit before optimality was proven."
@@ -165,7 +183,7 @@ class CvxpyModel(Model):
             backend="cvxpy",
             message=f"{summary} (cvxpy {self.solver} status {raw!r})",
             solve_time=elapsed,
-            info={"raw_status": raw, "solver": self.solver},
+            info=info,
         )
 
     def _solve_highs(self) -> np.ndarray | None:

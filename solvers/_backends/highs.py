@@ -195,6 +195,8 @@ class HighsModel(Model):
                 extra["reduced_costs"] = np.array(sol.col_dual, dtype=np.float64)
         if not problem.is_mip:
             extra["iterations"] = int(info.simplex_iteration_count) + int(info.ipm_iteration_count)
+            if status is Status.INFEASIBLE:
+                _add_farkas(h, problem, extra)
         return Solution(
             status,
             x=x,
@@ -230,6 +232,18 @@ def highs_limits(options: Mapping[str, Any]) -> NumericLimits:
         )
     except (TypeError, ValueError):
         return HIGHS_LIMITS  # HiGHS itself rejects the malformed option, naming it
+
+
+def _add_farkas(h: Any, problem: LinearProgram, extra: dict[str, Any]) -> None:
+    """HiGHS' dual ray as ``info["farkas_ub"]``/``info["farkas_eq"]`` (see `Solution`)."""
+    try:
+        _, has_ray, ray = h.getDualRay()
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older highspy
+        return
+    if has_ray:
+        ray = np.array(ray, dtype=np.float64)
+        extra["farkas_ub"] = ray[: problem.n_ub]
+        extra["farkas_eq"] = ray[problem.n_ub :]
 
 
 class HighsBackend(Backend):

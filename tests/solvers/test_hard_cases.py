@@ -342,3 +342,21 @@ def test_unknown_cvxpy_backend_option_is_named_before_solving():
 def test_ortools_parameters_must_be_text():
     with pytest.raises(ValueError, match=r"`options\['parameters'\]`"):
         solve(LinearProgram([1.0]), "glop", options={"parameters": {"a": 1}})
+
+
+# -- item 8: infeasibility certificates ------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["highs", "cvxpy"])
+def test_infeasible_lp_carries_a_farkas_certificate(backend):
+    # x free, x0 <= 0, x1 <= 0, -x0 - x1 <= -1: infeasible.
+    A = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    b = np.array([0.0, 0.0, -1.0])
+    problem = LinearProgram([0.0, 0.0], A_ub=A, b_ub=b, bounds=(None, None))
+    sol = solve(problem, backend)
+    assert sol.status is Status.INFEASIBLE
+    y = sol.info["farkas_ub"]
+    assert y.shape == (3,) and sol.info["farkas_eq"].shape == (0,)
+    assert (y <= 1e-9).all()  # the duals' sign convention
+    np.testing.assert_allclose(A.T @ y, 0.0, atol=1e-9)
+    assert b @ y > 1e-6  # the dual objective grows along y
