@@ -197,7 +197,11 @@ def dual_residual(
     A = problem.stacked_constraints("csr")
     if y.size:
         d = c - A.T @ y
-        scale = 1 + np.abs(c) + abs(A).T @ np.abs(y)
+        # |A| is cached beside the stacked matrix, shared by every `with_costs` problem.
+        cache = problem.__dict__.setdefault("_stacked", {})
+        if "abs_csr" not in cache:
+            cache["abs_csr"] = abs(A)
+        scale = 1 + np.abs(c) + cache["abs_csr"].T @ np.abs(y)
     else:
         d = c.copy()
         scale = 1 + np.abs(c)
