@@ -126,7 +126,35 @@ def _locate(problem: LinearProgram, predicate) -> tuple[str, int, int, float]:
     raise AssertionError("unreachable: no matrix entry matched")  # pragma: no cover
 
 
-def primal_residuals(problem: LinearProgram, x: np.ndarray, per_row: bool) -> tuple[float, float]:
+def _structure(problem: LinearProgram) -> dict:
+    """Per-structure arrays for the checks, cached beside the stacked matrix.
+
+    The cache is shared by every problem derived with `with_costs`, so re-solves with new
+    costs pay for these once.
+    """
+    cache = problem.__dict__.setdefault("_stacked", {})
+    found = cache.get("checks")
+    if found is None:
+        A = problem.stacked_constraints("csr")
+        lb, ub = problem.lb, problem.ub
+        b = np.concatenate([problem.b_ub, problem.b_eq])
+        with np.errstate(invalid="ignore"):
+            found = {
+                "At": A.T.tocsr(),
+                "absAt": abs(A).T.tocsr(),
+                "lb_scale": 1 + np.abs(lb),  # +inf where unbounded: the violation is <= 0 there
+                "ub_scale": 1 + np.abs(ub),
+                "row_scale": 1 + np.abs(b),
+                "lb_finite": np.isfinite(lb),
+                "ub_finite": np.isfinite(ub),
+            }
+        cache["checks"] = found
+    return found
+
+
+def primal_residuals(
+    problem: LinearProgram, x: np.ndarray, per_row: bool, activity: np.ndarray | None = None
+) -> tuple[float, float]:
     """The largest violation at ``x``: absolute, and relative to what a backend guarantees.
 
     Args:
@@ -140,36 +168,37 @@ def primal_residuals(problem: LinearProgram, x: np.ndarray, per_row: bool) -> tu
     Returns:
         ``(absolute, relative)``: the worst violation of any row or bound, and the
         worst violation divided by its scale.
+        activity: ``[A_ub; A_eq] @ x`` when already computed.
     """
-    lb, ub = problem.lb, problem.ub
-    viol_lb = lb - x
-    viol_ub = x - ub
-    parts_abs = [viol_lb, viol_ub]
+    s = _structure(problem)
+    viol_lb = np.maximum(problem.lb - x, 0.0)  # 0 where lb = -inf
+    viol_ub = np.maximum(x - problem.ub, 0.0)
+    absolute = max(float(viol_lb.max()), float(viol_ub.max()))
+    relative = 0.0
     if per_row:
-        with np.errstate(invalid="ignore"):
-            parts_rel = [viol_lb / (1 + np.abs(lb)), viol_ub / (1 + np.abs(ub))]
+        relative = max(
+            float((viol_lb / s["lb_scale"]).max()), float((viol_ub / s["ub_scale"]).max())
+        )
     if problem.n_ub or problem.n_eq:
-        activity = problem.stacked_constraints("csr") @ x
-        if problem.n_ub:
-            v = activity[: problem.n_ub] - problem.b_ub
-            parts_abs.append(v)
-            if per_row:
-                parts_rel.append(v / (1 + np.abs(problem.b_ub)))
-        if problem.n_eq:
-            v = np.abs(activity[problem.n_ub :] - problem.b_eq)
-            parts_abs.append(v)
-            if per_row:
-                parts_rel.append(v / (1 + np.abs(problem.b_eq)))
-    absolute = max(0.0, *(float(np.nanmax(p, initial=0.0)) for p in parts_abs))
-    if per_row:
-        relative = max(0.0, *(float(np.nanmax(p, initial=0.0)) for p in parts_rel))
-    else:
+        row = problem.stacked_constraints("csr") @ x if activity is None else activity.copy()
+        row[: problem.n_ub] -= problem.b_ub
+        np.maximum(row[: problem.n_ub], 0.0, out=row[: problem.n_ub])
+        row[problem.n_ub :] = np.abs(row[problem.n_ub :] - problem.b_eq)
+        absolute = max(absolute, float(row.max()))
+        if per_row:
+            relative = max(relative, float((row / s["row_scale"]).max()))
+    if not per_row:
         relative = absolute / problem.rhs_scale()
     return absolute, relative
 
 
 def dual_residual(
-    problem: LinearProgram, x: np.ndarray, duals_ub: np.ndarray, duals_eq: np.ndarray, tol: float
+    problem: LinearProgram,
+    x: np.ndarray,
+    duals_ub: np.ndarray,
+    duals_eq: np.ndarray,
+    tol: float,
+    activity: np.ndarray | None = None,
 ) -> float:
     """How far ``(x, duals)`` is from an LP optimality certificate (0 for an exact one).
 
@@ -186,36 +215,32 @@ def dual_residual(
         duals_ub: shape (m_ub,).
         duals_eq: shape (m_eq,).
         tol: relative distance within which a variable or row counts as at its bound.
+        activity: ``[A_ub; A_eq] @ x`` when already computed.
 
     Returns:
         The largest relative violation.
     """
+    s = _structure(problem)
     c = problem.c
-    y = np.concatenate([duals_ub, duals_eq])
+    y = duals_ub if not problem.n_eq else np.concatenate([duals_ub, duals_eq])
     if not np.isfinite(y).all():
         return float("inf")
-    A = problem.stacked_constraints("csr")
     if y.size:
-        d = c - A.T @ y
-        # |A| is cached beside the stacked matrix, shared by every `with_costs` problem.
-        cache = problem.__dict__.setdefault("_stacked", {})
-        if "abs_csr" not in cache:
-            cache["abs_csr"] = abs(A)
-        scale = 1 + np.abs(c) + cache["abs_csr"].T @ np.abs(y)
+        d = c - s["At"] @ y
+        scale = 1 + np.abs(c) + s["absAt"] @ np.abs(y)
     else:
-        d = c.copy()
+        d = c
         scale = 1 + np.abs(c)
-    lb, ub = problem.lb, problem.ub
-    with np.errstate(invalid="ignore"):
-        at_lower = x - lb <= tol * (1 + np.abs(lb))
-        at_upper = ub - x <= tol * (1 + np.abs(ub))
-    wrong = np.where(d > 0, np.where(at_lower, 0.0, d), np.where(at_upper, 0.0, -d))
-    worst = float(np.max(wrong / scale, initial=0.0))
+    # A reduced cost of the wrong sign is allowed only where x sits at that bound.
+    at_lower = s["lb_finite"] & (x - problem.lb <= tol * s["lb_scale"])
+    at_upper = s["ub_finite"] & (problem.ub - x <= tol * s["ub_scale"])
+    wrong = np.maximum(d, 0.0) * ~at_lower + np.maximum(-d, 0.0) * ~at_upper
+    worst = float((wrong / scale).max())
     if problem.n_ub:
-        y_scale = 1 + float(np.max(np.abs(c)))
-        activity = A @ x
+        if activity is None:
+            activity = problem.stacked_constraints("csr") @ x
         slack = problem.b_ub - activity[: problem.n_ub]
-        inactive = slack > tol * (1 + np.abs(problem.b_ub))
-        row_wrong = np.maximum(duals_ub, 0.0) + np.where(inactive, np.abs(duals_ub), 0.0)
-        worst = max(worst, float(np.max(row_wrong, initial=0.0)) / y_scale)
+        inactive = slack > tol * s["row_scale"][: problem.n_ub]
+        row_wrong = np.maximum(duals_ub, 0.0) + np.abs(duals_ub) * inactive
+        worst = max(worst, float(row_wrong.max()) / (1 + float(np.abs(c).max())))
     return worst

