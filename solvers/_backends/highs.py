@@ -187,6 +187,7 @@ class HighsModel(Model):
             if problem.is_mip:
                 extra["mip_gap"] = float(info.mip_gap)
                 extra["mip_dual_bound"] = float(info.mip_dual_bound)
+                extra["mip_node_count"] = int(info.mip_node_count)
             elif status is Status.OPTIMAL and sol.dual_valid:
                 # HiGHS row duals are already dz/d(row bound) for a minimisation.
                 row_dual = np.array(sol.row_dual, dtype=np.float64)
