@@ -84,11 +84,13 @@ def _verify(
     ``dual_residual``). ``sol`` is fresh from the backend, so it is
     amended in place.
     """
+    tol = 10 * feasibility_tol
+    if sol.status is Status.TIME_LIMIT and sol.x is not None:
+        return _check_incumbent(problem, sol, tol, solve_time, per_row)
     if sol.status is not Status.OPTIMAL:
         return _amend(sol, solve_time=solve_time)
     x = sol.x
     reason = None
-    tol = 10 * feasibility_tol
     if x is None or x.shape != problem.c.shape or not np.isfinite(x).all():
         reason = "the reported solution is missing or not finite"
     else:
@@ -136,6 +138,34 @@ def _verify(
         clipped.setflags(write=False)
         _amend(sol, duals_ub=clipped)
     return _amend(sol, solve_time=solve_time)
+
+
+def _check_incumbent(
+    problem: LinearProgram, sol: Solution, tol: float, solve_time: float, per_row: bool
+) -> Solution:
+    """A limited solve's incumbent must be feasible (and integral) too, or it is dropped."""
+    x = sol.x
+    reason = None
+    if x.shape != problem.c.shape or not np.isfinite(x).all():
+        reason = "is missing or not finite"
+    else:
+        absolute, relative = primal_residuals(problem, x, per_row)
+        sol.info["primal_residual"] = absolute
+        sol.info["relative_primal_residual"] = relative
+        xi = x[problem.integrality.astype(bool)]
+        if relative > tol:
+            reason = f"violates a constraint or bound by {absolute:.3g}"
+        elif float(np.max(np.abs(xi - np.round(xi)), initial=0.0)) > 1e-5:
+            reason = "is not integral"
+    if reason is None:
+        return _amend(sol, solve_time=solve_time)
+    return _amend(
+        sol,
+        solve_time=solve_time,
+        x=None,
+        objective=float("nan"),
+        message=f"{sol.message} The incumbent {reason} and was dropped.",
+    )
 
 
 def solve(

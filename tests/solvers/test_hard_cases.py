@@ -362,3 +362,13 @@ def test_infeasible_lp_carries_a_farkas_certificate(backend):
     assert (y <= 1e-9).all()  # the duals' sign convention
     np.testing.assert_allclose(A.T @ y, 0.0, atol=1e-9)
     assert b @ y > 1e-6  # the dual objective grows along y
+
+
+def test_an_infeasible_incumbent_at_a_limit_is_dropped_not_reported():
+    problem = LinearProgram([1.0, 1.0], A_ub=[[-1.0, -1.0]], b_ub=[-1.0], integrality=1)
+    bad = Solution(Status.TIME_LIMIT, x=np.array([0.0, 0.0]), objective=0.0, backend="fake")
+    checked = _verify(problem, bad, 1e-6, 0.0, per_row=True)
+    assert checked.status is Status.TIME_LIMIT and checked.x is None
+    assert "dropped" in checked.message
+    good = Solution(Status.TIME_LIMIT, x=np.array([1.0, 0.0]), objective=1.0, backend="fake")
+    assert _verify(problem, good, 1e-6, 0.0, per_row=True).x is not None
