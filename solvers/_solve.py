@@ -181,7 +181,9 @@ def solve(
         problem: the problem, minimised.
         backend: a name from :func:`solvers.available_backends`.
         time_limit: seconds; on expiry the status is `Status.TIME_LIMIT` (with the best
-            incumbent in ``x`` for a MILP, if any).
+            incumbent in ``x`` for a MILP, if any and feasible). Other solver limits
+            (iterations, nodes) give `Status.TIME_LIMIT` too, with the limit named in
+            ``message``.
         options: backend options (HiGHS option names for "highs"; ``{"parameters": text}``
             for OR-Tools; ``{"solver": name, ...}`` for "cvxpy").
 
@@ -194,8 +196,10 @@ def solve(
     Raises:
         TypeError: ``problem`` is not a `LinearProgram`.
         BackendUnavailableError: unknown or uninstalled ``backend``.
-        CapabilityError: the backend cannot solve this kind of problem.
-        ValueError: bad ``time_limit`` or ``options``.
+        CapabilityError: the backend cannot solve this kind of problem, or the
+            problem holds numbers the backend would silently change (HiGHS and SCIP
+            read $|v| \\ge 10^{20}$ as infinite and drop $|a_{ij}| < 10^{-9}$).
+        ValueError: bad ``time_limit`` or ``options`` (naming the argument).
     """
     return Solver(problem, backend, time_limit=time_limit, options=options).solve()
 
