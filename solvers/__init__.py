@@ -41,6 +41,8 @@ _LAZY = {
     "from_cvxpy": "cvxpy_frontend",
     "CvxpyMapping": "cvxpy_frontend",
     "solve_batch": "batch",
+    "linprog": "scipy_api",
+    "milp": "scipy_api",
     "assignment": "combinatorial",
     "assignment_lp": "combinatorial",
     "assignment_batch": "combinatorial",

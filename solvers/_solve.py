@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ._checks import check_costs, check_numeric_range, dual_residual, primal_residuals
 from .errors import CapabilityError
 from .problem import LinearProgram
 from .registry import get_backend
@@ -31,9 +33,28 @@ def _check_request(problem: LinearProgram, backend_name: str, time_limit: float 
             f"`backend`: {backend.name!r} handles only pure integer programs; this problem has "
             f"{int((problem.integrality == 0).sum())} continuous variable(s)."
         )
-    if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
+    if time_limit is not None and not (
+        isinstance(time_limit, numbers.Real)
+        and not isinstance(time_limit, bool)
+        and np.isfinite(time_limit)
+        and time_limit > 0
+    ):
         raise ValueError(f"`time_limit` must be a positive number of seconds; got {time_limit!r}.")
     return backend
+
+
+def _check_options(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(
+            "`options` must be a mapping of option names to values, e.g. "
+            f"{{'presolve': 'off'}}; got {type(options).__name__} {options!r}."
+        )
+    bad = [k for k in options if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"`options`: option names must be strings; got {bad[0]!r}.")
+    return dict(options)
 
 
 def _amend(sol: Solution, **fields: Any) -> Solution:
@@ -44,12 +65,28 @@ def _amend(sol: Solution, **fields: Any) -> Solution:
 
 
 def _verify(
-    problem: LinearProgram, sol: Solution, feasibility_tol: float, solve_time: float
+    problem: LinearProgram,
+    sol: Solution,
+    feasibility_tol: float,
+    solve_time: float,
+    per_row: bool = False,
+    check_duals: bool = True,
 ) -> Solution:
-    """Re-check what a backend calls optimal: finite, feasible, integral, consistent objective.
+    """Re-check what a backend calls optimal: finite, feasible, integral, consistent objective,
+    and (for an LP with duals) an optimality certificate.
 
-    ``sol`` is fresh from the backend, so it is amended in place.
+    Violations are measured as the backend guarantees them (per row relative to
+    ``1 + |b_i|``, or relative to ``1 + max |b|`` when ``per_row`` is False) and must
+    stay within ten times ``feasibility_tol``. With ``check_duals`` (backends whose
+    duals are not exact vertex duals: PDLP, cvxpy's solvers), an LP's duals must
+    certify optimality too. The residuals are reported in ``sol.info``
+    (``primal_residual``, ``relative_primal_residual`` and, when checked,
+    ``dual_residual``). ``sol`` is fresh from the backend, so it is
+    amended in place.
     """
+    tol = 10 * feasibility_tol
+    if sol.status is Status.TIME_LIMIT and sol.x is not None:
+        return _check_incumbent(problem, sol, tol, solve_time, per_row)
     if sol.status is not Status.OPTIMAL:
         return _amend(sol, solve_time=solve_time)
     x = sol.x
@@ -57,9 +94,15 @@ def _verify(
     if x is None or x.shape != problem.c.shape or not np.isfinite(x).all():
         reason = "the reported solution is missing or not finite"
     else:
-        violation = problem.residuals(x)
-        if violation > feasibility_tol * problem.rhs_scale() * 10:
-            reason = f"the reported solution violates a constraint or bound by {violation:.3g}"
+        activity = problem.stacked_constraints("csr") @ x if problem.n_ub or problem.n_eq else None
+        absolute, relative = primal_residuals(problem, x, per_row, activity)
+        sol.info["primal_residual"] = absolute
+        sol.info["relative_primal_residual"] = relative
+        if relative > tol:
+            reason = (
+                f"the reported solution violates a constraint or bound by {absolute:.3g} "
+                f"({relative:.3g} relative; the backend guarantees {feasibility_tol:g})"
+            )
         elif problem.is_mip:
             xi = x[problem.integrality.astype(bool)]
             frac = float(np.max(np.abs(xi - np.round(xi)), initial=0.0))
@@ -71,6 +114,14 @@ def _verify(
                 1 + abs(value)
             ) * max(1.0, feasibility_tol / 1e-6):
                 reason = f"the reported objective {sol.objective!r} differs from c @ x = {value!r}"
+        if reason is None and check_duals and sol.duals_ub is not None and sol.duals_eq is not None:
+            gap = dual_residual(problem, x, sol.duals_ub, sol.duals_eq, tol, activity)
+            sol.info["dual_residual"] = gap
+            if gap > tol:
+                reason = (
+                    "its duals do not certify optimality (a reduced cost or row dual has the "
+                    f"wrong sign by {gap:.3g}, relative)"
+                )
     if reason is not None:
         return _amend(
             sol,
@@ -89,6 +140,34 @@ def _verify(
     return _amend(sol, solve_time=solve_time)
 
 
+def _check_incumbent(
+    problem: LinearProgram, sol: Solution, tol: float, solve_time: float, per_row: bool
+) -> Solution:
+    """A limited solve's incumbent must be feasible (and integral) too, or it is dropped."""
+    x = sol.x
+    reason = None
+    if x.shape != problem.c.shape or not np.isfinite(x).all():
+        reason = "is missing or not finite"
+    else:
+        absolute, relative = primal_residuals(problem, x, per_row)
+        sol.info["primal_residual"] = absolute
+        sol.info["relative_primal_residual"] = relative
+        xi = x[problem.integrality.astype(bool)]
+        if relative > tol:
+            reason = f"violates a constraint or bound by {absolute:.3g}"
+        elif float(np.max(np.abs(xi - np.round(xi)), initial=0.0)) > 1e-5:
+            reason = "is not integral"
+    if reason is None:
+        return _amend(sol, solve_time=solve_time)
+    return _amend(
+        sol,
+        solve_time=solve_time,
+        x=None,
+        objective=float("nan"),
+        message=f"{sol.message} The incumbent {reason} and was dropped.",
+    )
+
+
 def solve(
     problem: LinearProgram,
     backend: str = "highs",
@@ -102,7 +181,9 @@ def solve(
         problem: the problem, minimised.
         backend: a name from :func:`solvers.available_backends`.
         time_limit: seconds; on expiry the status is `Status.TIME_LIMIT` (with the best
-            incumbent in ``x`` for a MILP, if any).
+            incumbent in ``x`` for a MILP, if any and feasible). Other solver limits
+            (iterations, nodes) give `Status.TIME_LIMIT` too, with the limit named in
+            ``message``.
         options: backend options (HiGHS option names for "highs"; ``{"parameters": text}``
             for OR-Tools; ``{"solver": name, ...}`` for "cvxpy").
 
@@ -115,8 +196,10 @@ def solve(
     Raises:
         TypeError: ``problem`` is not a `LinearProgram`.
         BackendUnavailableError: unknown or uninstalled ``backend``.
-        CapabilityError: the backend cannot solve this kind of problem.
-        ValueError: bad ``time_limit`` or ``options``.
+        CapabilityError: the backend cannot solve this kind of problem, or the
+            problem holds numbers the backend would silently change (HiGHS and SCIP
+            read $|v| \\ge 10^{20}$ as infinite and drop $|a_{ij}| < 10^{-9}$).
+        ValueError: bad ``time_limit`` or ``options`` (naming the argument).
     """
     return Solver(problem, backend, time_limit=time_limit, options=options).solve()
 
@@ -152,12 +235,18 @@ class Solver:
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self.backend = _check_request(problem, backend, time_limit)
+        options = _check_options(options)
+        self._limits = self.backend.limits(options)
+        check_numeric_range(problem, self._limits, self.backend.name)
+        self._tol = self.backend.tolerance(problem, options)
+        # Simplex duals are exact vertex duals; first-order and interior-point ones are not.
+        self._check_duals = not self.backend.exact or self.backend.name == "cvxpy"
         self.problem = problem
         self._build_error: str | None = None
         try:
-            self._model = self.backend.build(
-                problem, time_limit=time_limit, options=dict(options or {})
-            )
+            self._model = self.backend.build(problem, time_limit=time_limit, options=options)
+        except CapabilityError:
+            raise  # asked for what the backend cannot do: an error, not a status
         except (RuntimeError, OSError) as exc:
             # The backend refused the model (e.g. HiGHS treats |a_ij| >= 1e15 as infinite):
             # report it as a status, like any other failed solve.
@@ -168,6 +257,7 @@ class Solver:
         problem = self.problem
         if c is not None:
             problem = self.problem = problem.with_costs(c)
+            check_costs(problem.c, self._limits, self.backend.name)
         if self._build_error is not None:
             return Solution(Status.ERROR, backend=self.backend.name, message=self._build_error)
         start = time.perf_counter()
@@ -175,4 +265,11 @@ class Solver:
             sol = self._model.solve(None if c is None else problem.c)
         except (RuntimeError, OSError) as exc:  # a backend call reported an error
             sol = Solution(Status.ERROR, backend=self.backend.name, message=f"{exc}")
-        return _verify(problem, sol, self.backend.feasibility_tol, time.perf_counter() - start)
+        return _verify(
+            problem,
+            sol,
+            self._tol,
+            time.perf_counter() - start,
+            self.backend.feasibility_per_row,
+            self._check_duals,
+        )

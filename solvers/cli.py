@@ -90,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object: status, objective, solve_time, backend, message, x",
+        help=(
+            "print one JSON object: status, objective, solve_time, backend, message, x "
+            '(on an error too: status "error", the message and the exit code)'
+        ),
     )
     backends = commands.add_parser(
         "backends",
@@ -116,6 +119,24 @@ def _error(message: str) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _fail(args: argparse.Namespace, out: TextIO, message: str, code: int) -> int:
+    """Report an error: one line on stderr, and with ``--json`` also a JSON object on stdout."""
+    _error(message)
+    if getattr(args, "json", False):
+        record = {
+            "file": str(args.file),
+            "status": "error",
+            "objective": None,
+            "backend": args.backend,
+            "message": " ".join(str(message).split()),
+            "exit_code": code,
+            "x": None,
+        }
+        json.dump(record, out)
+        out.write("\n")
+    return code
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -127,16 +148,13 @@ def _solve(args: argparse.Namespace, out: TextIO) -> int:
     try:
         model = read_model(args.file)
     except ProblemFileError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
+        return _fail(args, out, str(exc), EXIT_USAGE)
     try:
         solution = solve(model.problem, args.backend, time_limit=args.time_limit)
     except (BackendUnavailableError, CapabilityError) as exc:
-        _error(str(exc))
-        return EXIT_USAGE
+        return _fail(args, out, str(exc), EXIT_USAGE)
     except (SolverError, RuntimeError, OSError, ValueError) as exc:
-        _error(f"the {args.backend} backend failed: {exc}")
-        return EXIT_FAILURE
+        return _fail(args, out, f"the {args.backend} backend failed: {exc}", EXIT_FAILURE)
 
     objective = model.file_objective(solution.objective)
     status = solution.status.name.lower()

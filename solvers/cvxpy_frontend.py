@@ -35,6 +35,11 @@ Sign conventions:
   nonnegative for an inequality of a minimisation, for example.
 * Parameters are read once, when `from_cvxpy` is called: after changing a
   parameter's value, call `from_cvxpy` again.
+* Infeasibility certificates: when the `Solution` of an infeasible LP carries
+  one (``info["farkas_ub"]``/``info["farkas_eq"]``, from the "highs" backend or
+  "cvxpy" with HiGHS), `CvxpyMapping.load` stores it as each constraint's
+  ``dual_value``, as cvxpy's own HiGHS interface does (a Farkas ray). Other
+  backends give none: the duals of an infeasible problem are then None.
 """
 
 from __future__ import annotations
@@ -230,7 +235,22 @@ class CvxpyMapping:
                 {s.SOLVE_TIME: solution.solve_time},
             )
         else:
-            result = failure_solution(status, {s.SOLVE_TIME: solution.solve_time})
+            dual_vars = None
+            farkas = solution.info.get("farkas_ub"), solution.info.get("farkas_eq")
+            if status == s.INFEASIBLE and farkas[0] is not None and farkas[1] is not None:
+                # As cvxpy's HiGHS interface does with HiGHS' dual ray (cvxpy's sign).
+                y = -np.concatenate(
+                    [
+                        self._checked(farkas[1], self.lp.n_eq, "info['farkas_eq']"),
+                        self._checked(farkas[0], self.lp.n_ub, "info['farkas_ub']"),
+                    ]
+                )
+                dual_vars = utilities.get_dual_values(
+                    y,
+                    utilities.extract_dual_value,
+                    solver_data[CvxpySolver.EQ_CONSTR] + solver_data[CvxpySolver.NEQ_CONSTR],
+                )
+            result = failure_solution(status, {s.SOLVE_TIME: solution.solve_time}, dual_vars)
         # Undo the reductions before the solver, last first (SolvingChain.invert does the same).
         reductions = self._chain.reductions[:-1]
         for reduction, inverse in reversed(list(zip(reductions, self._inverse_data[:-1]))):

@@ -191,7 +191,10 @@ def read_model(path: PathLike) -> ModelFile:
         source = path
         if fmt == "mps":
             text = _decompressed(raw) if gzipped else raw
-            sanitised = _sanitised_mps(text)
+            try:
+                sanitised = _sanitised_mps(text)
+            except _MpsCommentError as exc:
+                raise fail(f"{exc}.") from None
             trap = _fixed_format_fallback(text if sanitised is None else sanitised)
             if trap is not None:
                 raise fail(
@@ -351,6 +354,7 @@ _SECTION_KEYWORDS = frozenset(
     "DELAYEDROWS MODELCUTS USERCUTS INDICATORS SETS SOS GENCONS PWLOBJ PWLNAM PWLCON "
     "ENDATA".split()
 )
+_SECTION_KEYWORD_BYTES = frozenset(k.encode() for k in _SECTION_KEYWORDS)
 _MPS_SPACE = " \t\n\v\f\r"
 _MPS_SPACES = re.compile(r"[ \t\n\v\f\r]+")
 _KEYWORDS_WITH_ARGUMENTS = frozenset({"NAME", "OBJSENSE", "QCMATRIX", "QSECTION", "CSECTION"})
@@ -412,6 +416,9 @@ def _sanitised_mps(text: bytes) -> bytes | None:
     2. Names that the free-format reader takes for section headers are renamed
        (see `_rename_keyword_names`).
     """
+    uncommented = _strip_inline_comments(text)
+    if uncommented is not None:
+        text = uncommented
     lines = text.split(b"\n")
     # The last piece follows the final newline (or is the whole last line): no newline.
     traps = [i for i, line in enumerate(lines[:-1]) if len(line) % 127 == 0]
@@ -421,7 +428,73 @@ def _sanitised_mps(text: bytes) -> bytes | None:
     renamed = _rename_keyword_names(fixed)
     if renamed is not None:
         return renamed
-    return fixed if traps else None
+    return fixed if traps or uncommented is not None else None
+
+
+_NO_VALUE_BOUNDS = frozenset({b"FR", b"MI", b"PL"})
+
+
+def _comment_starts_at(section: bytes, words: list[bytes], k: int, rows: set[bytes]) -> bool:
+    """Whether ``words[k]`` (starting with '$' or '*') can only be a trailing comment.
+
+    Only where a complete entry ends: after a ROWS name, after a (row, value) pair, after
+    a bound. A word starting with '*' is also a legal name (``*OBJ*`` in Xpress files), so
+    where a row name may follow it is taken for a name unless it names no row.
+    """
+    if section == b"ROWS":
+        return k == 2
+    if section in (b"COLUMNS", b"RHS", b"RANGES"):
+        return k == 5 or (k == 3 and (words[k].startswith(b"$") or words[k] not in rows))
+    if section == b"BOUNDS":
+        return k == 4 or (k == 3 and words[0].upper() in _NO_VALUE_BOUNDS)
+    return False
+
+
+def _strip_inline_comments(text: bytes) -> bytes | None:
+    """``text`` without trailing ``$...`` / ``*...`` comments on data lines, or None if none.
+
+    Free MPS files (HiGHS's test file ``comment.mps``, CPLEX's format) may end a data
+    line with a comment starting with ``$``; HiGHS's own files also use ``*``. A
+    comment is only recognised where a complete entry ends (see `_comment_starts_at`).
+    A ``$`` anywhere else in an entry is refused: HiGHS would silently drop the rest.
+    """
+    if b"$" not in text and b"*" not in text:
+        return None
+    lines = text.split(b"\n")
+    section = None
+    rows: set[bytes] = set()
+    changed = False
+    for i, raw_line in enumerate(lines):
+        if raw_line.startswith((b"*", b"$")):
+            continue
+        words = raw_line.split()
+        if not words:
+            continue
+        if not raw_line[:1].isspace() and words[0].upper() in _SECTION_KEYWORD_BYTES:
+            section = words[0].upper()
+            continue
+        if section == b"ROWS" and len(words) > 1:
+            rows.add(words[1])
+        for k, word in enumerate(words[1:], start=1):
+            if not word.startswith((b"$", b"*")):
+                continue
+            if _comment_starts_at(section, words, k, rows):
+                lines[i] = b" " + b" ".join(words[:k])
+                changed = True
+                break
+            if word.startswith(b"$") and section is not None:
+                # HiGHS would take the rest of the line for a comment and silently drop
+                # part of an entry.
+                raise _MpsCommentError(
+                    f"line {i + 1}: {word[:20].decode('latin-1')!r} starts a comment in the "
+                    "middle of an entry (or is a name starting with '$'), which would "
+                    "silently drop part of the entry"
+                )
+    return b"\n".join(lines) if changed else None
+
+
+class _MpsCommentError(ValueError):
+    """An in-line comment where it would cut an MPS entry short."""
 
 
 def _rename_keyword_names(text: bytes) -> bytes | None:

@@ -21,13 +21,15 @@ import scipy.sparse as sp
 __all__ = ["LinearProgram"]
 
 
-def _vector(value: Any, name: str) -> np.ndarray:
+def _vector(value: Any, name: str, column_ok: bool = False) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`{name}` must be a one-dimensional array of numbers.") from exc
     if arr.ndim == 0:
         arr = arr.reshape(1)
+    if column_ok and arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)  # scipy accepts a right-hand side of shape (m, 1) or (1, m)
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be one-dimensional; got shape {arr.shape}.")
     if np.isnan(arr).any():
@@ -75,19 +77,30 @@ def _matrix(value: Any, name: str, n: int) -> sp.csr_array:
 def _constraints(
     A: Any, b: Any, a_name: str, b_name: str, n: int
 ) -> tuple[sp.csr_array, np.ndarray]:
-    if A is None and b is None:
+    if _is_empty(A) and _is_empty(b):  # None, or scipy's A_ub=[] / b_ub=[]
         return sp.csr_array((0, n)), np.zeros(0)
     if A is None or b is None:
         missing, given = (a_name, b_name) if A is None else (b_name, a_name)
         raise ValueError(f"`{missing}` must be given when `{given}` is given.")
     mat = _matrix(A, a_name, n)
-    rhs = _vector(b, b_name)
+    rhs = _vector(b, b_name, column_ok=True)
     if mat.shape[0] != rhs.shape[0]:
         raise ValueError(
             f"`{a_name}` must have shape (len({b_name}), len(c)) = {(rhs.shape[0], n)}; "
             f"got {mat.shape}."
         )
     return mat, rhs
+
+
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if sp.issparse(value):
+        return value.shape[0] == 0
+    try:
+        return np.size(value) == 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _bounds(bounds: Any, n: int) -> np.ndarray:
@@ -97,9 +110,17 @@ def _bounds(bounds: Any, n: int) -> np.ndarray:
         out[:, 0], out[:, 1] = 0.0, np.inf
         return out
     if hasattr(bounds, "lb") and hasattr(bounds, "ub"):  # scipy.optimize.Bounds
-        lb = np.broadcast_to(np.asarray(bounds.lb, dtype=np.float64), (n,))
-        ub = np.broadcast_to(np.asarray(bounds.ub, dtype=np.float64), (n,))
-        out[:, 0], out[:, 1] = lb, ub
+        for side in ("lb", "ub"):
+            try:
+                values = np.asarray(getattr(bounds, side), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"`bounds.{side}` must be numbers.") from exc
+            if values.ndim > 1 or values.size not in (1, n):
+                raise ValueError(
+                    f"`bounds.{side}` must be a scalar or have shape (len(c),) = ({n},); got "
+                    f"shape {values.shape}."
+                )
+            out[:, 0 if side == "lb" else 1] = np.broadcast_to(values.reshape(-1), (n,))
     elif isinstance(bounds, np.ndarray) and bounds.dtype.kind in "fiu":
         arr = bounds.astype(np.float64)
         if arr.shape == (2,):
@@ -178,12 +199,15 @@ class LinearProgram:
     Args:
         c: objective coefficients, shape (n,), finite.
         A_ub: inequality matrix, shape (m_ub, n), dense or scipy.sparse, finite.
-        b_ub: inequality right-hand side, shape (m_ub,), finite.
+            ``A_ub=[]`` with ``b_ub=[]`` means no inequalities, as in scipy.
+        b_ub: inequality right-hand side, shape (m_ub,) (or a column (m_ub, 1), as
+            scipy accepts), finite.
         A_eq: equality matrix, shape (m_eq, n), dense or scipy.sparse, finite.
-        b_eq: equality right-hand side, shape (m_eq,), finite.
+        b_eq: equality right-hand side, shape (m_eq,) or (m_eq, 1), finite.
         bounds: as scipy: None (every ``0 <= x < inf``), one ``(lb, ub)`` pair for
             all variables, a sequence of n pairs, an (n, 2) array, or a
-            ``scipy.optimize.Bounds``. ``None`` or +-inf means no bound.
+            ``scipy.optimize.Bounds`` (whose ``lb``/``ub`` are scalars or shape (n,)).
+            ``None`` or +-inf means no bound.
         integrality: 0/1 per variable (1 = integer), or a scalar for all; None
             means all continuous.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._backends.base import Backend
 from ._backends.highs import HighsBackend
-from ._backends.ortools import OrToolsBackend
+from ._backends.ortools import SCIP_LIMITS, OrToolsBackend
 from .errors import BackendUnavailableError
 
 __all__ = ["available_backends", "backend_info", "get_backend"]
@@ -30,12 +30,14 @@ def _make_registry() -> dict[str, Backend]:
             duals=True,
             exact=False,
             feasibility_tol=1e-5,
+            feasibility_per_row=False,  # PDLP bounds the norm of the whole residual
         ),
         OrToolsBackend(
             "scip",
             "scip",
             description="SCIP branch and cut via OR-Tools (MILP; no duals).",
             integer=True,
+            numeric_limits=SCIP_LIMITS,
         ),
         OrToolsBackend(
             "cp-sat",

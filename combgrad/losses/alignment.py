@@ -34,6 +34,24 @@ def _lengths(value: torch.Tensor | list[int], name: str, B: int, upper: int) -> 
     return t
 
 
+def _in_solver_range(
+    cost: np.ndarray, row_gap: np.ndarray | None, gap: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Impossible cells (cost 1e30, from -inf log-probabilities) at a cost LP solvers accept.
+
+    HiGHS and SCIP refuse costs >= 1e20. Twice the sum of every other |cost| plus one
+    still rules such a cell out: any path through it costs more than any path around it.
+    """
+    parts = [cost] if row_gap is None else [cost, row_gap]
+    if all(float(np.max(p, initial=0.0)) < 1e20 for p in parts):
+        return cost, row_gap
+    total = abs(gap) * (cost.shape[0] + cost.shape[1])
+    total += sum(float(np.abs(np.where(p >= 1e20, 0.0, p)).sum()) for p in parts)
+    cap = 2.0 * total + 1.0
+    capped = [np.where(p >= 1e20, cap, p) for p in parts]
+    return capped[0], (None if row_gap is None else capped[1])
+
+
 def _lp_alignments(
     cost: np.ndarray,
     gap: float,
@@ -51,8 +69,11 @@ def _lp_alignments(
         if n == 0 or m == 0:
             gaps[b] = n + m
             continue
-        gaps_b = gap if row_gap is None else (row_gap[b, :n], gap)
-        sol = solvers.solve(solvers.alignment_lp(cost[b, :n, :m], gaps_b), backend)
+        cost_b, row_gap_b = _in_solver_range(
+            cost[b, :n, :m], None if row_gap is None else row_gap[b, :n], gap
+        )
+        gaps_b = gap if row_gap_b is None else (row_gap_b, gap)
+        sol = solvers.solve(solvers.alignment_lp(cost_b, gaps_b), backend)
         if not sol.success:
             raise solvers.SolverError(f"alignment_loss: item {b}: {sol.message}")
         used = sol.x > 0.5

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import NumericLimits
 from ..problem import LinearProgram
 from ..result import Solution
 
@@ -41,7 +42,13 @@ class Backend(abc.ABC):
     supports_continuous: bool = True
     supports_duals: bool = False
     exact: bool = True  # False for first-order methods (PDLP): answers to a looser tolerance
+    # The feasibility the solver guarantees: per row, relative to 1 + |b_i| (simplex, branch
+    # and cut), or, when `feasibility_per_row` is False, relative to 1 + max |b| (PDLP bounds
+    # a norm of the whole residual). Answers are re-checked at ten times this tolerance.
     feasibility_tol: float = 1e-6
+    feasibility_per_row: bool = True
+    # Numbers the solver would silently change (read as infinite, dropped); None: no limit.
+    numeric_limits: NumericLimits | None = None
     required_modules: tuple[str, ...] = ()
 
     def is_installed(self) -> bool:
@@ -53,6 +60,14 @@ class Backend(abc.ABC):
         self, problem: LinearProgram, *, time_limit: float | None, options: Mapping[str, Any]
     ) -> Model:
         """Translate ``problem`` into a live backend model."""
+
+    def limits(self, options: Mapping[str, Any]) -> NumericLimits | None:
+        """The numeric limits that apply with these ``options``."""
+        return self.numeric_limits
+
+    def tolerance(self, problem: LinearProgram, options: Mapping[str, Any]) -> float:
+        """The feasibility tolerance this backend guarantees on ``problem`` with ``options``."""
+        return self.feasibility_tol
 
     def capabilities(self) -> dict[str, bool]:
         """The capability flags as a dict."""

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import NumericLimits
+from ..errors import CapabilityError
 from ..problem import LinearProgram
 from ..result import STATUS_MESSAGES, Solution, Status
 from .base import Backend, Model
@@ -43,7 +45,7 @@ class CvxpyModel(Model):
         from .highs import _new_highs
 
         opts = dict(options)
-        self.solver = str(opts.pop("solver", "HIGHS")).upper()
+        self.solver = _solver_name(opts.pop("solver", "HIGHS"))
         if self.solver not in cp.installed_solvers():
             raise ValueError(
                 f"`options['solver']`: cvxpy has no solver {self.solver!r}; installed: "
@@ -52,21 +54,26 @@ class CvxpyModel(Model):
         from cvxpy.reductions.solvers.defines import INSTALLED_MI_SOLVERS
 
         if problem.is_mip and self.solver not in INSTALLED_MI_SOLVERS:
-            from ..errors import CapabilityError
-
             raise CapabilityError(
-                f"`options['solver']`: cvxpy's {self.solver!r} cannot solve integer programs."
+                f"`options['solver']`: cvxpy's {self.solver!r} cannot solve integer programs; "
+                f"its integer-capable solvers here are {sorted(INSTALLED_MI_SOLVERS)}."
             )
         if time_limit is not None:
             if self.solver != "HIGHS":
-                from ..errors import CapabilityError
-
                 raise CapabilityError(
                     f"`time_limit` is supported for cvxpy's HIGHS solver only, not {self.solver!r}."
                 )
             opts["time_limit"] = float(time_limit)
         if self.solver == "HIGHS":
-            _new_highs()  # silences the banner HiGHS prints on its first construction
+            h = _new_highs()  # also silences the banner HiGHS prints on its first construction
+            import highspy
+
+            for name, value in opts.items():
+                if h.setOptionValue(name, value) == highspy.HighsStatus.kError:
+                    raise ValueError(
+                        f"`options`: cvxpy's HIGHS solver rejected option {name}={value!r} "
+                        "(not a HiGHS option, or a value of the wrong type or range)."
+                    )
         self.solver_options = opts
         self.problem = problem
         n = problem.n_vars
@@ -79,6 +86,7 @@ class CvxpyModel(Model):
             import scipy.sparse as sp
 
             cols = (np.flatnonzero(~mask), np.flatnonzero(mask))
+            self._cols = cols
             self._parts = [cp.Variable(len(cols[0])), cp.Variable(len(cols[1]), integer=True)]
             scatter = [
                 sp.csr_array((np.ones(len(j)), (j, np.arange(len(j)))), shape=(n, len(j)))
@@ -104,17 +112,24 @@ class CvxpyModel(Model):
         if c is not None:
             self.cost.value = np.asarray(c, dtype=np.float64)
         start = time.perf_counter()
+        incumbent = None
         try:
             with warnings.catch_warnings():
                 # cvxpy warns on inaccurate or limited solves; the status carries that instead.
                 warnings.simplefilter("ignore", UserWarning)
-                self.cvx_problem.solve(solver=self.solver, verbose=False, **self.solver_options)
-        except cp.error.SolverError as exc:
+                if self.solver == "HIGHS":
+                    incumbent = self._solve_highs()
+                else:
+                    self.cvx_problem.solve(solver=self.solver, verbose=False, **self.solver_options)
+        except (cp.error.SolverError, ValueError, TypeError) as exc:
+            # cvxpy raises ValueError when a solver returns no usable status (e.g. HiGHS on
+            # a cost of 1e30), TypeError or SolverError for options the solver refuses.
+            hint = f" (options: {self.solver_options})" if self.solver_options else ""
             return Solution(
                 Status.ERROR,
                 backend="cvxpy",
                 solve_time=time.perf_counter() - start,
-                message=f"cvxpy's {self.solver} failed: {exc}",
+                message=f"cvxpy's {self.solver} failed{hint}: {' '.join(str(exc).split())}",
             )
         elapsed = time.perf_counter() - start
         raw = self.cvx_problem.status
@@ -122,6 +137,9 @@ class CvxpyModel(Model):
         problem = self.problem
         x = duals_ub = duals_eq = None
         objective = {Status.INFEASIBLE: np.inf, Status.UNBOUNDED: -np.inf}.get(status, np.nan)
+        if status is Status.TIME_LIMIT and incumbent is not None:
+            x = incumbent  # the best solution HiGHS found before the limit
+            objective = float(np.asarray(self.cost.value) @ x)
         if status is Status.OPTIMAL:
             x = np.asarray(self.x.value, dtype=np.float64).reshape(-1)
             objective = float(self.cvx_problem.value)
@@ -135,6 +153,27 @@ class CvxpyModel(Model):
                     duals_eq = -np.asarray(self.eq_constraint.dual_value, np.float64).reshape(-1)
                 else:
                     duals_eq = np.zeros(0)
+        info: dict[str, Any] = {"raw_status": raw, "solver": self.solver}
+        if status is Status.INFEASIBLE and not problem.is_mip:
+            # cvxpy's HiGHS interface stores a Farkas ray as the duals (cvxpy's sign).
+            rays = [
+                None if con is None else con.dual_value
+                for con in (self.ub_constraint, self.eq_constraint)
+            ]
+            if all(
+                r is not None
+                for r, con in zip(rays, (self.ub_constraint, self.eq_constraint))
+                if con is not None
+            ):
+                info["farkas_ub"] = (
+                    np.zeros(0) if rays[0] is None else -np.asarray(rays[0], np.float64).reshape(-1)
+                )
+                info["farkas_eq"] = (
+                    np.zeros(0) if rays[1] is None else -np.asarray(rays[1], np.float64).reshape(-1)
+                )
+        summary = STATUS_MESSAGES[status]
+        if status is Status.TIME_LIMIT and "time_limit" not in self.solver_options:
+            summary = "The solver stopped at a limit before optimality was proven."
         return Solution(
             status,
             x=x,
@@ -142,10 +181,52 @@ class CvxpyModel(Model):
             duals_ub=duals_ub,
             duals_eq=duals_eq,
             backend="cvxpy",
-            message=f"{STATUS_MESSAGES[status]} (cvxpy {self.solver} status {raw!r})",
+            message=f"{summary} (cvxpy {self.solver} status {raw!r})",
             solve_time=elapsed,
-            info={"raw_status": raw, "solver": self.solver},
+            info=info,
         )
+
+    def _solve_highs(self) -> np.ndarray | None:
+        """Solve as ``Problem.solve`` does, keeping HiGHS' incumbent at a limit.
+
+        cvxpy drops the primal point of a limited solve (its ``user_limit`` status
+        carries no solution); the raw HiGHS result still has it, so it is inverted
+        through cvxpy's own chain as if it were optimal. Returns the incumbent in the
+        order of ``problem``'s variables, or None.
+        """
+        import cvxpy as cp
+
+        problem = self.cvx_problem
+        data, chain, inverse_data = problem.get_problem_data(
+            cp.HIGHS, solver_opts=dict(self.solver_options)
+        )
+        raw = chain.solve_via_data(problem, data, False, False, dict(self.solver_options))
+        problem.unpack_results(raw, chain, inverse_data)
+        if str(problem.status) != "user_limit":
+            return None
+        try:
+            if raw["info"].primal_solution_status != 2:  # kSolutionStatusFeasible
+                return None
+            result = chain.invert({**raw, "model_status": "kOptimal"}, inverse_data)
+            parts = [
+                np.asarray(result.primal_vars[v.id], np.float64).reshape(-1) for v in self._parts
+            ]
+        except (KeyError, AttributeError, TypeError, ValueError):
+            return None  # another cvxpy layout: no incumbent rather than a wrong one
+        if len(parts) == 1:
+            return parts[0]
+        x = np.empty(self.problem.n_vars)
+        for cols, values in zip(self._cols, parts):
+            x[cols] = values
+        return x
+
+
+def _solver_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"`options['solver']` must be a cvxpy solver name such as 'HIGHS'; got {value!r}."
+        )
+    return value.upper()
 
 
 class CvxpyBackend(Backend):
@@ -157,6 +238,34 @@ class CvxpyBackend(Backend):
     supports_integer = True
     supports_duals = True
     required_modules = ("cvxpy",)
+
+    def limits(self, options: Mapping[str, Any]) -> NumericLimits | None:
+        solver = str(options.get("solver", "HIGHS")).upper()
+        if solver == "HIGHS":
+            from .highs import highs_limits
+
+            return highs_limits({k: v for k, v in options.items() if k != "solver"})
+        if solver == "SCIP":
+            from .ortools import SCIP_LIMITS
+
+            return SCIP_LIMITS
+        if solver == "GLOP":
+            return None
+        # Interior-point and first-order solvers (CLARABEL, SCS, PDLP, ...) have no
+        # infinity, but answer wrongly, without a warning, beyond it: CLARABEL calls
+        # min 1e30 x0 - x1 on [0, 1]^2 unbounded.
+        return NumericLimits(
+            infinity=1e20,
+            solver=f"cvxpy's {solver}",
+            infinity_text="gives wrong answers, without a warning, for |values| >= {limit:g}",
+        )
+
+    def tolerance(self, problem: LinearProgram, options: Mapping[str, Any]) -> float:
+        if str(options.get("solver", "HIGHS")).upper() == "HIGHS":
+            from .highs import HighsBackend
+
+            return HighsBackend().tolerance(problem, options)
+        return self.feasibility_tol
 
     def build(
         self, problem: LinearProgram, *, time_limit: float | None, options: Mapping[str, Any]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import NumericLimits
 from ..problem import LinearProgram
 from ..result import STATUS_MESSAGES, Solution, Status
 from .base import Backend, Model
@@ -22,11 +23,12 @@ _STATUS_MAP = {
     "kInfeasible": Status.INFEASIBLE,
     "kUnbounded": Status.UNBOUNDED,
     "kUnboundedOrInfeasible": Status.INFEASIBLE_OR_UNBOUNDED,
+    # Every limit HiGHS stops at is a limit status (its message names the limit).
     "kTimeLimit": Status.TIME_LIMIT,
-    "kIterationLimit": Status.ERROR,
-    "kSolutionLimit": Status.ERROR,
-    "kObjectiveBound": Status.ERROR,
-    "kObjectiveTarget": Status.ERROR,
+    "kIterationLimit": Status.TIME_LIMIT,
+    "kSolutionLimit": Status.TIME_LIMIT,
+    "kObjectiveBound": Status.TIME_LIMIT,
+    "kObjectiveTarget": Status.TIME_LIMIT,
     "kInterrupt": Status.ERROR,
     "kMemoryLimit": Status.ERROR,
     "kUnknown": Status.NUMERICAL,
@@ -169,7 +171,10 @@ class HighsModel(Model):
             status = _STATUS_MAP.get(raw_name, Status.ERROR)
             elapsed = time.perf_counter() - start
         info = h.getInfo()
-        message = f"{STATUS_MESSAGES[status]} (HiGHS {raw_name}: {raw})"
+        summary = STATUS_MESSAGES[status]
+        if status is Status.TIME_LIMIT and raw_name != "kTimeLimit":
+            summary = f"HiGHS stopped at a limit ({raw}) before optimality was proven."
+        message = f"{summary} (HiGHS {raw_name}: {raw})"
         problem = self.problem
         x = duals_ub = duals_eq = None
         objective = {Status.INFEASIBLE: np.inf, Status.UNBOUNDED: -np.inf}.get(status, np.nan)
@@ -182,6 +187,7 @@ class HighsModel(Model):
             if problem.is_mip:
                 extra["mip_gap"] = float(info.mip_gap)
                 extra["mip_dual_bound"] = float(info.mip_dual_bound)
+                extra["mip_node_count"] = int(info.mip_node_count)
             elif status is Status.OPTIMAL and sol.dual_valid:
                 # HiGHS row duals are already dz/d(row bound) for a minimisation.
                 row_dual = np.array(sol.row_dual, dtype=np.float64)
@@ -190,6 +196,8 @@ class HighsModel(Model):
                 extra["reduced_costs"] = np.array(sol.col_dual, dtype=np.float64)
         if not problem.is_mip:
             extra["iterations"] = int(info.simplex_iteration_count) + int(info.ipm_iteration_count)
+            if status is Status.INFEASIBLE:
+                _add_farkas(h, problem, extra)
         return Solution(
             status,
             x=x,
@@ -203,12 +211,60 @@ class HighsModel(Model):
         )
 
 
+# HiGHS' defaults: infinite_cost, infinite_bound, small_matrix_value, large_matrix_value.
+HIGHS_LIMITS = NumericLimits(
+    infinity=1e20, min_coefficient=1e-9, max_coefficient=1e15, solver="HiGHS"
+)
+
+
+def highs_limits(options: Mapping[str, Any]) -> NumericLimits:
+    """HiGHS' numeric limits, with any of its range options that ``options`` changes."""
+    if not any(k in options for k in ("infinite_cost", "infinite_bound", "small_matrix_value")):
+        return HIGHS_LIMITS
+    try:
+        return NumericLimits(
+            infinity=min(
+                float(options.get("infinite_cost", 1e20)),
+                float(options.get("infinite_bound", 1e20)),
+            ),
+            min_coefficient=float(options.get("small_matrix_value", 1e-9)),
+            max_coefficient=float(options.get("large_matrix_value", 1e15)),
+            solver="HiGHS",
+        )
+    except (TypeError, ValueError):
+        return HIGHS_LIMITS  # HiGHS itself rejects the malformed option, naming it
+
+
+def _add_farkas(h: Any, problem: LinearProgram, extra: dict[str, Any]) -> None:
+    """HiGHS' dual ray as ``info["farkas_ub"]``/``info["farkas_eq"]`` (see `Solution`)."""
+    try:
+        _, has_ray, ray = h.getDualRay()
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older highspy
+        return
+    if has_ray:
+        ray = np.array(ray, dtype=np.float64)
+        extra["farkas_ub"] = ray[: problem.n_ub]
+        extra["farkas_eq"] = ray[problem.n_ub :]
+
+
 class HighsBackend(Backend):
     name = "highs"
     description = "HiGHS via highspy: dual simplex / IPM for LP, branch and cut for MILP."
     supports_integer = True
     supports_duals = True
     required_modules = ("highspy",)
+    numeric_limits = HIGHS_LIMITS
+
+    def limits(self, options: Mapping[str, Any]) -> NumericLimits:
+        return highs_limits(options)
+
+    def tolerance(self, problem: LinearProgram, options: Mapping[str, Any]) -> float:
+        # primal_feasibility_tolerance (LP) and mip_feasibility_tolerance, HiGHS' defaults.
+        name = "mip_feasibility_tolerance" if problem.is_mip else "primal_feasibility_tolerance"
+        try:
+            return max(float(options.get(name, 1e-6 if problem.is_mip else 1e-7)), 1e-9)
+        except (TypeError, ValueError):
+            return 1e-6
 
     def build(
         self, problem: LinearProgram, *, time_limit: float | None, options: Mapping[str, Any]

@@ -251,3 +251,18 @@ def test_blank_gradients_match_finite_differences_and_the_lp_path():
     torch.testing.assert_close(g_exact, g_lp, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="`blank`"):
         alignment_loss(logits.log_softmax(-1), targets, [5, 4], [3, 2], blank=4)
+
+
+def test_lp_path_handles_impossible_cells_within_solver_ranges():
+    # -inf log-probabilities become 1e30 costs, which HiGHS refuses (it reads >= 1e20 as
+    # infinite); the LP path must still agree with the exact DP.
+    torch.manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(2, 5, 4, dtype=torch.float64), -1)
+    log_probs[0, 1, 2] = -float("inf")
+    log_probs[0, 2, 1] = -float("inf")
+    targets = torch.tensor([[2, 1, 3], [1, 2, 0]])
+    exact, lp = (
+        alignment_loss(log_probs, targets, [5, 4], [3, 2], solver=s, reduction="sum")
+        for s in ("exact", "lp")
+    )
+    assert torch.isfinite(exact) and float(lp) == pytest.approx(float(exact), rel=1e-9)

@@ -152,3 +152,30 @@ def test_python_dash_m_solvers(instances_dir, manifest):
     expected = manifest["instances"]["afiro.mps"]["objective"]
     assert record["status"] == "optimal"
     assert record["objective"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["garbage.mps"], 2),
+        (["does-not-exist.mps"], 2),
+        (["small_mip.mps", "--backend", "glop"], 2),
+        (["small_mip.mps", "--backend", "no-such-solver"], 2),
+    ],
+)
+def test_json_errors_are_one_json_object_on_stdout(instances_dir, argv, code, capsys):
+    path = str(instances_dir / argv[0])
+    got, out, err = run(["solve", path, *argv[1:], "--json"], capsys)
+    assert got == code
+    record = json.loads(out)  # exactly one JSON document
+    assert record["status"] == "error" and record["exit_code"] == code
+    assert record["file"] == path and record["objective"] is None and record["x"] is None
+    assert record["message"] and "\n" not in record["message"]
+    assert err.startswith("error: ")  # the human-readable line stays on stderr
+
+
+def test_mps_with_inline_comments_is_read_and_solved(instances_dir, capsys):
+    code, out, _ = run(["solve", str(instances_dir / "comment.mps"), "--json"], capsys)
+    assert code == 0
+    record = json.loads(out)
+    assert record["status"] == "optimal" and record["objective"] == pytest.approx(-4.0)

@@ -19,14 +19,12 @@ import solvers
 from solvers import LinearProgram, ProblemFileError, Status
 from solvers.files import ModelFile, read, read_model, write
 
-from .conftest import MISSING_DATA, read_manifest
+from .conftest import read_manifest
 
 MANIFEST = read_manifest()
 
 
 def _manifest_params(section: str) -> list:
-    if MANIFEST is None:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING_DATA), id="no-data")]
     return sorted(MANIFEST[section])
 
 
@@ -56,7 +54,7 @@ def write_text(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-# -- the shared instances -----------------------------------------------------------------
+# -- the vendored instances ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", _manifest_params("instances"))
@@ -555,3 +553,29 @@ def test_tiny_coefficients_are_dropped_as_highs_does(tmp_path):
     path = tmp_path / "tiny.mps"
     write(problem, path)
     np.testing.assert_array_equal(read(path).A_ub.toarray(), [[0.0, 1.0]])
+
+
+def test_inline_comments_are_stripped_only_after_complete_entries(tmp_path, instances_dir):
+    problem = read(instances_dir / "comment.mps")  # "$..." and "*..." after entries
+    assert problem.n_vars == 2 and problem.n_ub == 4  # R0 is ranged: two rows
+    sol = solvers.solve(problem)
+    assert sol.status is Status.OPTIMAL and sol.objective == pytest.approx(-4.0)
+    # A '$' inside an entry (here where the value belongs) is not a comment: refused or
+    # read as written, never silently shortened.
+    path = write_text(
+        tmp_path,
+        "inside.mps",
+        """
+        NAME          INSIDE
+        ROWS
+         N  COST
+         L  R0
+        COLUMNS
+            X         COST      -1.0       R0   $1
+        RHS
+            RHS       R0        1.0
+        ENDATA
+        """,
+    )
+    with pytest.raises(ProblemFileError):
+        read(path)
