@@ -60,7 +60,7 @@ def __getattr__(name: str):
     import importlib
 
     if name in ("combinatorial", "oracles"):
-        return importlib.import_module(".combinatorial", __name__)
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'solvers' has no attribute {name!r}")

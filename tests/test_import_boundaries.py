@@ -40,3 +40,11 @@ def test_optimizers_do_not_import_solvers(module):
 def test_distributed_does_not_import_solvers():
     loaded = _modules_after("import combgrad.distributed")
     assert "solvers" not in loaded
+
+
+@pytest.mark.parametrize("subpackage", ["oracles", "combinatorial"])
+def test_from_solvers_import_subpackage_gives_that_subpackage(subpackage):
+    loaded = _modules_after(f"from solvers import {subpackage} as m\nprint(m.__name__)")
+    assert f"solvers.{subpackage}" in loaded
+    if subpackage == "oracles":
+        assert "torch" not in loaded
