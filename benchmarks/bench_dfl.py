@@ -305,6 +305,16 @@ def _table(
                 f"{method:<10} {lib:<9} {f'{mean:.4f} ± {std:.4f}':<20} {sec:>9.3f} "
                 f"{ratio_txt:>7} {regret_txt:<28} {speed_txt:<14}"
             )
+    floor = results[("2S (MSE)", "torch")].timing().median
+    over = []
+    for method in cfg.methods[1:]:
+        ours = results[(method, "combgrad")].timing().median - floor
+        ref = results[(method, "pyepo")].timing().median - floor
+        over.append(f"{method} {ours / ref:.3f}" if ref > 0 else f"{method} -")
+    lines.append(
+        f"time over the two-stage epoch ({floor:.3f} s, no solver), combgrad / pyepo: "
+        + ", ".join(over)
+    )
     lines.append(
         "notes: regret = pyepo.metric.regret (normalized) on the test set; s/epoch = median "
         "wall-clock seconds of a training epoch over epochs and seeds; ratio = combgrad / "
