@@ -26,7 +26,8 @@ PyEPO's (met when `mean_ours <= mean_pyepo + std_pyepo`, std over seeds); and on
 shortest path, seconds per epoch at least 10x lower than PyEPO's (ratio <= 0.1).
 
 Run: ``python -m benchmarks dfl [--quick]`` (needs the `bench` extra: ``pip install
-'.[bench]'``). ``--quick`` uses 32 train/test samples, one seed and one epoch.
+'.[bench]'``); one problem only: ``python -c "from benchmarks import bench_dfl;
+bench_dfl.run(problems=('shortest path',))"``. ``--quick`` uses 32 train/test samples, one seed and one epoch.
 """
 
 from __future__ import annotations
@@ -183,19 +184,20 @@ def _loss_fn(method: str, library: str, prob: Problem, cfg: Config, seed: int):
         from combgrad.argmin import blackbox
         from combgrad.losses import FenchelYoungLoss, SPOPlusLoss
 
-        s = prob.sign
+        # combgrad minimizes: a maximization problem (the knapsack) gets negated costs.
+        s = (lambda t: t) if prob.sign > 0 else (lambda t: -t)
         if method == "SPO+":
             spo = SPOPlusLoss(prob.oracle)
-            return lambda pred, c, w, z: spo(s * pred, s * c, w)
+            return lambda pred, c, w, z: spo(s(pred), s(c), w)
         if method == "PFYL":
             gen = torch.Generator().manual_seed(seed)
             pfy = FenchelYoungLoss(
                 prob.oracle, sigma=cfg.pfyl_sigma, n_samples=cfg.pfyl_samples, generator=gen
             )
-            return lambda pred, c, w, z: pfy(s * pred, w)
+            return lambda pred, c, w, z: pfy(s(pred), w)
         if method == "DBB":
             return lambda pred, c, w, z: l1(
-                (blackbox(s * pred, prob.oracle, lambda_=cfg.dbb_lambda) * c).sum(1, keepdim=True),
+                (blackbox(s(pred), prob.oracle, lambda_=cfg.dbb_lambda) * c).sum(1, keepdim=True),
                 z,
             )
     raise ValueError(f"unknown method {method!r}")
