@@ -262,6 +262,18 @@ def _train_and_judge(
         trainers[lib].judge(outs[lib])
 
 
+def _oracle_alone(prob: Problem, cfg: Config) -> str:
+    """The combgrad oracle alone on one batch of true costs: median seconds per call."""
+    from ._timing import per_call
+
+    costs = prob.sign * prob.train.costs[: cfg.batch_size].numpy().astype(np.float64)
+    t = per_call(lambda: prob.oracle.solve(costs), repeats=7, inner=20)
+    return (
+        f"oracle alone ({prob.oracle.name}, batch of {len(costs)}): "
+        f"{t.median * 1e6:.1f} us per call (median of 7 x 20 calls)"
+    )
+
+
 # ------------------------------------------------------------------------------- report
 def _mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
@@ -366,6 +378,7 @@ def _run(cfg: Config, problems: tuple[str, ...] | None) -> list[Row]:
             _train_and_judge(method, libraries, prob, cfg, seed, cfg.epochs[problem], results)
         text, rows = _table(problem, results, cfg)
         print(text, flush=True)
+        print(_oracle_alone(prob, cfg), flush=True)
         all_rows += rows
     return all_rows
 
