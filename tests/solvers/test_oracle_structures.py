@@ -262,3 +262,16 @@ def test_knapsack_plugs_pyepo_data():
 def test_knapsack_bad_arguments(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         knapsack(*args, **kwargs)
+
+
+def test_oracles_import_without_torch_or_numba():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, solvers, solvers.oracles\n"
+        "o = solvers.oracles.grid_shortest_path(3, 3, engine='numpy'); o.solve([0.0] * o.n)\n"
+        "print(' '.join(m for m in ('torch', 'combgrad', 'numba') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
