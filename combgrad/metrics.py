@@ -54,7 +54,7 @@ def regret(
     Args:
         pred_costs: `(B, n)` or `(n,)` predicted costs (tensor or array; no gradient).
         true_costs: true costs, same shape.
-        oracle: an argmin oracle with `.n == n` (e.g. a [solvers.Oracle][solvers.Oracle]).
+        oracle: an argmin oracle with `.n == n` (e.g. a [solvers.Oracle][solvers.oracle.Oracle]).
         normalized: divide by $\sum_i |z^\star(c_i)|$.
         true_solutions: optional $x^\star(c)$, same shape, to skip one oracle call.
 

@@ -27,7 +27,7 @@ NOISES = ("normal", "gumbel")
 
 
 def check_noise(noise: str) -> None:
-    """Raise `ValueError` naming `noise` unless it is one of [NOISES][combgrad.argmin._noise.NOISES]."""
+    """Raise `ValueError` naming `noise` unless it is one of `NOISES`."""
     if noise not in NOISES:
         raise ValueError(f"`noise` must be one of {NOISES}; got {noise!r}.")
 

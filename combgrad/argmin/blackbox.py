@@ -13,7 +13,7 @@ __all__ = ["Blackbox", "blackbox"]
 
 
 class Blackbox(torch.autograd.Function):
-    r"""`torch.autograd.Function` behind [blackbox][combgrad.argmin.blackbox].
+    r"""`torch.autograd.Function` behind [blackbox][combgrad.argmin.blackbox.blackbox].
 
     Forward: $\hat x = x^\star(\theta)$. Backward: one more solve,
     $\partial L / \partial \theta = (x^\star(\theta + \lambda g) - \hat x) / \lambda$.

@@ -22,7 +22,7 @@ __all__ = ["IMLE", "imle"]
 
 
 class IMLE(torch.autograd.Function):
-    r"""`torch.autograd.Function` behind [imle][combgrad.argmin.imle].
+    r"""`torch.autograd.Function` behind [imle][combgrad.argmin.imle.imle].
 
     Forward: $\hat x = \frac1S \sum_s x^\star(\theta + \sigma Z_s)$. Backward: with the same
     noise, $\partial L / \partial \theta = \frac1S \sum_s
@@ -94,7 +94,7 @@ def imle(
 
     The paper's default noise is Sum-of-Gamma; here it is Gumbel (`"gumbel"`, Gumbel-min
     so that minimization is the Gumbel-max trick) or normal (`"normal"`). With
-    $\sigma \to 0$ it reduces to [blackbox][combgrad.argmin.blackbox].
+    $\sigma \to 0$ it reduces to [blackbox][combgrad.argmin.blackbox.blackbox].
 
     Args:
         costs: `(B, n)` or `(n,)` floating costs $\theta$ (any device; solved on the CPU).

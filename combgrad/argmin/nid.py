@@ -13,7 +13,7 @@ __all__ = ["NegativeIdentity", "nid"]
 
 
 class NegativeIdentity(torch.autograd.Function):
-    r"""`torch.autograd.Function` behind [nid][combgrad.argmin.nid]: forward
+    r"""`torch.autograd.Function` behind [nid][combgrad.argmin.nid.nid]: forward
     $x^\star(\theta)$, backward $-g$."""
 
     @staticmethod

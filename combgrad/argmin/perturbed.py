@@ -22,7 +22,7 @@ __all__ = ["Perturbed", "perturbed"]
 
 
 class Perturbed(torch.autograd.Function):
-    r"""`torch.autograd.Function` behind [perturbed][combgrad.argmin.perturbed].
+    r"""`torch.autograd.Function` behind [perturbed][combgrad.argmin.perturbed.perturbed].
 
     Forward: $\bar x = \frac1S \sum_s x^\star(\theta + \sigma Z_s)$, all $S \cdot B$ problems
     in one oracle call. Backward: $J^\top g$ with the Monte-Carlo Jacobian
@@ -93,14 +93,14 @@ def perturbed(
     \nu'(Z)^\top\big],$$
 
     where $\nu'(Z) = Z$ for normal noise and $e^{Z} - 1$ for `"gumbel"` (Gumbel-min noise;
-    see [sample_noise][combgrad.argmin.sample_noise]). No extra solve is needed in
+    see [sample_noise][combgrad.argmin._noise.sample_noise]). No extra solve is needed in
     backward. On the simplex with `"gumbel"` noise, $\bar x_\sigma(\theta)$ is exactly
     $\mathrm{softmax}(-\theta / \sigma)$ in expectation.
 
     Args:
         costs: `(B, n)` or `(n,)` floating costs $\theta$ (any device; solved on the CPU).
         oracle: an argmin oracle with `.n == n` and `.solve(costs) -> (x, values)`, e.g.
-            a [solvers.Oracle][solvers.Oracle].
+            a [solvers.Oracle][solvers.oracle.Oracle].
         sigma: noise scale $\sigma > 0$.
         n_samples: Monte-Carlo samples $S$ per item.
         noise: `"normal"` or `"gumbel"`.

@@ -103,10 +103,10 @@ def fenchel_young_loss(
     Args:
         pred_costs: `(B, n)` or `(n,)` predicted costs $\theta$ (any device).
         true_solutions: target solutions $y$ (usually $x^\star(c)$), same shape.
-        oracle: an argmin oracle with `.n == n` (e.g. a [solvers.Oracle][solvers.Oracle]).
+        oracle: an argmin oracle with `.n == n` (e.g. a [solvers.Oracle][solvers.oracle.Oracle]).
         sigma: noise scale $\sigma > 0$.
         n_samples: Monte-Carlo samples per item (1 is common).
-        noise: `"normal"` or `"gumbel"` (see [sample_noise][combgrad.argmin.sample_noise]).
+        noise: `"normal"` or `"gumbel"` (see [sample_noise][combgrad.argmin._noise.sample_noise]).
         generator: optional `torch.Generator` for reproducible noise.
         reduction: `"mean"` (over items), `"sum"` or `"none"` (`(B,)`).
 

@@ -98,7 +98,8 @@ def nce_loss(
     Args:
         pred_costs: `(B, n)` or `(n,)` predicted costs $\theta$.
         true_solutions: targets $y$, same shape.
-        pool: `(P, n)` feasible solutions (any device; moved to that of `pred_costs`).
+        pool: `(P, n)` feasible solutions, a tensor (any device; moved to that of
+            `pred_costs`).
         contrast: `"mean"` (NCE) or `"best"` (NCE-MAP).
         reduction: `"mean"` (over items), `"sum"` or `"none"` (`(B,)`).
 
@@ -107,13 +108,15 @@ def nce_loss(
     """
     _check_contrast(contrast)
     check_reduction(reduction)
+    if not isinstance(pool, torch.Tensor) or pool.dim() != 2 or pool.shape[0] == 0:
+        shape = tuple(pool.shape) if isinstance(pool, torch.Tensor) else type(pool).__name__
+        raise ValueError(f"`pool` must be a (P, n) tensor with P >= 1; got {shape}.")
+    n = pool.shape[1]
+    check_costs(pred_costs, n, "pred_costs")
+    check_pair(pred_costs, true_solutions, n, ("pred_costs", "true_solutions"))
     theta = as_batch(pred_costs)
     y = as_batch(true_solutions).to(theta)
     pool = pool.to(theta)
-    if pool.dim() != 2 or pool.shape[0] == 0 or pool.shape[1] != theta.shape[1]:
-        raise ValueError(
-            f"`pool` must have shape (P, {theta.shape[1]}) with P >= 1; got {tuple(pool.shape)}."
-        )
     pool_values = theta @ pool.T  # (B, P)
     contrast_value = pool_values.mean(1) if contrast == "mean" else pool_values.min(1).values
     per_item = (theta * y).sum(-1) - contrast_value

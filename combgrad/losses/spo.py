@@ -87,7 +87,7 @@ def spo_plus_loss(
     Args:
         pred_costs: `(B, n)` or `(n,)` predicted costs $\theta$ (any device).
         true_costs: true costs $c$, same shape.
-        oracle: an argmin oracle with `.n == n` (e.g. a [solvers.Oracle][solvers.Oracle]).
+        oracle: an argmin oracle with `.n == n` (e.g. a [solvers.Oracle][solvers.oracle.Oracle]).
         true_solutions: $x^\star(c)$, same shape; solved (one more oracle call) when None.
             Cache them per training item to save that call.
         reduction: `"mean"` (over items), `"sum"` or `"none"` (`(B,)`).

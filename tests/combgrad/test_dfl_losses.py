@@ -8,7 +8,7 @@ import torch
 from scipy.special import softmax
 
 import solvers
-from combgrad.argmin import blackbox, sample_noise
+from combgrad.argmin import blackbox, perturbed, sample_noise
 from combgrad.losses import (
     FenchelYoungLoss,
     NCELoss,
@@ -302,6 +302,12 @@ def test_bad_loss_inputs_are_clear_errors():
         fenchel_young_loss(a, torch.zeros(3), o)
     with pytest.raises(ValueError, match=r"`solve_ratio` must be in \[0, 1\]"):
         NCELoss(o, solve_ratio=2.0)
+    with pytest.raises(ValueError, match=r"`pool` must be a \(P, n\) tensor with P >= 1"):
+        nce_loss(a, a, torch.zeros(0, 3))
+    with pytest.raises(
+        ValueError, match=r"`pred_costs` must have shape \(B, n\) or \(n,\) with n = oracle.n = 3"
+    ):
+        nce_loss(torch.zeros(2, 4), a, torch.eye(3))
     with pytest.raises(ValueError, match="`contrast` must be one of"):
         NCELoss(o, contrast="max")
     with pytest.raises(ValueError, match="non-finite solution for item 1"):
@@ -322,3 +328,44 @@ def test_infeasible_problem_oracle_raises_its_error_through_every_method():
         fenchel_young_loss(costs, torch.zeros(2, 2), oracle)
     with pytest.raises(solvers.InfeasibleError):
         regret(costs, costs, oracle)
+
+
+def _structures():
+    import solvers.oracles as oracles  # (`from solvers import oracles` returns solvers.combinatorial)
+
+    weights = np.array([[3.0, 4.0, 2.0, 5.0, 1.0, 3.0]])
+    return {
+        "grid": oracles.grid_shortest_path(3, 4),
+        "assignment": oracles.assignment(3, 3),
+        "top_k": oracles.top_k(6, 2),
+        "knapsack": oracles.knapsack(weights, [8.0]),
+    }
+
+
+@pytest.mark.parametrize("name", ["grid", "assignment", "top_k", "knapsack"])
+def test_fast_oracles_and_their_lp_path_agree_through_every_method(name):
+    """Generic random costs (no ties): both paths give the same decisions and gradients."""
+    fast = _structures()[name]
+    slow = solvers.Oracle.from_problem(fast.to_problem())
+    rng = np.random.default_rng(9)
+    sign = -1.0 if name == "knapsack" else 1.0  # knapsack maximizes value: negated costs
+    theta = torch.from_numpy(sign * rng.uniform(0.1, 1.0, (4, fast.n)))
+    c = torch.from_numpy(sign * rng.uniform(0.1, 1.0, (4, fast.n)))
+    g = torch.from_numpy(rng.normal(size=(4, fast.n)))
+    results = []
+    for oracle in (fast, slow):
+        out = []
+        for fn in (
+            lambda t, o=oracle: blackbox(t, o, lambda_=0.5),
+            lambda t, o=oracle: perturbed(t, o, 0.3, 5, generator=torch.Generator().manual_seed(0)),
+        ):
+            t = theta.clone().requires_grad_(True)
+            x = fn(t)
+            x.backward(g)
+            out += [x.detach(), t.grad]
+        t = theta.clone().requires_grad_(True)
+        spo_plus_loss(t, c, oracle).backward()
+        out += [t.grad, torch.tensor(regret(theta, c, oracle))]
+        results.append(out)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-7)
