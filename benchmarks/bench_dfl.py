@@ -26,7 +26,8 @@ PyEPO's (met when `mean_ours <= mean_pyepo + std_pyepo`, std over seeds); and on
 shortest path, seconds per epoch at least 10x lower than PyEPO's (ratio <= 0.1).
 
 Run: ``python -m benchmarks dfl [--quick]`` (needs the `bench` extra: ``pip install
-'.[bench]'``). ``--quick`` uses 32 train/test samples, one seed and one epoch.
+'.[bench]'``); one problem only: ``python -c "from benchmarks import bench_dfl;
+bench_dfl.run(problems=('shortest path',))"``. ``--quick`` uses 32 train/test samples, one seed and one epoch.
 """
 
 from __future__ import annotations
@@ -183,19 +184,20 @@ def _loss_fn(method: str, library: str, prob: Problem, cfg: Config, seed: int):
         from combgrad.argmin import blackbox
         from combgrad.losses import FenchelYoungLoss, SPOPlusLoss
 
-        s = prob.sign
+        # combgrad minimizes: a maximization problem (the knapsack) gets negated costs.
+        s = (lambda t: t) if prob.sign > 0 else (lambda t: -t)
         if method == "SPO+":
             spo = SPOPlusLoss(prob.oracle)
-            return lambda pred, c, w, z: spo(s * pred, s * c, w)
+            return lambda pred, c, w, z: spo(s(pred), s(c), w)
         if method == "PFYL":
             gen = torch.Generator().manual_seed(seed)
             pfy = FenchelYoungLoss(
                 prob.oracle, sigma=cfg.pfyl_sigma, n_samples=cfg.pfyl_samples, generator=gen
             )
-            return lambda pred, c, w, z: pfy(s * pred, w)
+            return lambda pred, c, w, z: pfy(s(pred), w)
         if method == "DBB":
             return lambda pred, c, w, z: l1(
-                (blackbox(s * pred, prob.oracle, lambda_=cfg.dbb_lambda) * c).sum(1, keepdim=True),
+                (blackbox(s(pred), prob.oracle, lambda_=cfg.dbb_lambda) * c).sum(1, keepdim=True),
                 z,
             )
     raise ValueError(f"unknown method {method!r}")
@@ -260,6 +262,18 @@ def _train_and_judge(
         trainers[lib].judge(outs[lib])
 
 
+def _oracle_alone(prob: Problem, cfg: Config) -> str:
+    """The combgrad oracle alone on one batch of true costs: median seconds per call."""
+    from ._timing import per_call
+
+    costs = prob.sign * prob.train.costs[: cfg.batch_size].numpy().astype(np.float64)
+    t = per_call(lambda: prob.oracle.solve(costs), repeats=7, inner=20)
+    return (
+        f"oracle alone ({prob.oracle.name}, batch of {len(costs)}): "
+        f"{t.median * 1e6:.1f} us per call (median of 7 x 20 calls)"
+    )
+
+
 # ------------------------------------------------------------------------------- report
 def _mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
@@ -305,6 +319,16 @@ def _table(
                 f"{method:<10} {lib:<9} {f'{mean:.4f} ± {std:.4f}':<20} {sec:>9.3f} "
                 f"{ratio_txt:>7} {regret_txt:<28} {speed_txt:<14}"
             )
+    floor = results[("2S (MSE)", "torch")].timing().median
+    over = []
+    for method in cfg.methods[1:]:
+        ours = results[(method, "combgrad")].timing().median - floor
+        ref = results[(method, "pyepo")].timing().median - floor
+        over.append(f"{method} {ours / ref:.3f}" if ref > 0 else f"{method} -")
+    lines.append(
+        f"time over the two-stage epoch ({floor:.3f} s, no solver), combgrad / pyepo: "
+        + ", ".join(over)
+    )
     lines.append(
         "notes: regret = pyepo.metric.regret (normalized) on the test set; s/epoch = median "
         "wall-clock seconds of a training epoch over epochs and seeds; ratio = combgrad / "
@@ -354,6 +378,7 @@ def _run(cfg: Config, problems: tuple[str, ...] | None) -> list[Row]:
             _train_and_judge(method, libraries, prob, cfg, seed, cfg.epochs[problem], results)
         text, rows = _table(problem, results, cfg)
         print(text, flush=True)
+        print(_oracle_alone(prob, cfg), flush=True)
         all_rows += rows
     return all_rows
 

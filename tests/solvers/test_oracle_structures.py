@@ -262,3 +262,34 @@ def test_knapsack_plugs_pyepo_data():
 def test_knapsack_bad_arguments(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         knapsack(*args, **kwargs)
+
+
+def test_oracles_import_without_torch_or_numba():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, solvers, solvers.oracles\n"
+        "o = solvers.oracles.grid_shortest_path(3, 3, engine='numpy'); o.solve([0.0] * o.n)\n"
+        "print(' '.join(m for m in ('torch', 'combgrad', 'numba') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def _docstring_blocks():
+    import re
+    import textwrap
+
+    import solvers.oracles as oracles
+    from solvers.oracle import Oracle
+
+    for obj in (Oracle, oracles.grid_shortest_path, oracles.grid_edges, oracles.assignment,
+                oracles.top_k, oracles.knapsack):  # fmt: skip
+        for k, block in enumerate(re.findall(r"```python\n(.*?)```", obj.__doc__ or "", re.S)):
+            yield pytest.param(textwrap.dedent(block), id=f"{obj.__name__}-{k}")
+
+
+@pytest.mark.parametrize("block", list(_docstring_blocks()))
+def test_docstring_example_runs(block):
+    exec(compile(block, "<docstring>", "exec"), {})
