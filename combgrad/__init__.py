@@ -21,6 +21,7 @@ _EXPORTS = {
     "alignment_loss": "combgrad.losses.alignment",
     "MatchingLoss": "combgrad.losses.matching",
     "AlignmentLoss": "combgrad.losses.alignment",
+    "CvxpyLayer": "combgrad.cvxpy_layer",
 }
 _SUBMODULES = ("analysis", "distributed", "functional", "losses", "nn", "optim")
 

@@ -150,7 +150,8 @@ class ParametricLP:
         except cp.error.SolverError as exc:
             raise ValueError(
                 "`problem` is not a linear or mixed-integer linear program: cvxpy cannot "
-                f"reduce it to linear constraints ({exc}). " + _CVXPYLAYERS_HINT
+                "reduce it to linear constraints (it needs second-order, exponential, power or "
+                f"semidefinite cones; cvxpy says: {exc}) " + _CVXPYLAYERS_HINT
             ) from exc
         from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
 
