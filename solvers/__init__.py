@@ -49,6 +49,7 @@ _LAZY = {
     "alignment_batch": "combinatorial",
     "shortest_path": "combinatorial",
     "shortest_path_lp": "combinatorial",
+    "Oracle": "oracle",
 }
 __all__ += sorted(_LAZY)
 
@@ -56,7 +57,7 @@ __all__ += sorted(_LAZY)
 def __getattr__(name: str):
     import importlib
 
-    if name == "combinatorial":
+    if name in ("combinatorial", "oracles"):
         return importlib.import_module(".combinatorial", __name__)
     module = _LAZY.get(name)
     if module is None:
