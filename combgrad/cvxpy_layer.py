@@ -423,4 +423,67 @@ class CvxpyLayer(nn.Module):
         names: list[str],
         constraints_vary: bool,
     ) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError("output='solution' is not available yet.")
+        from . import argmin
+
+        plp = self.plp
+        blocked = [n for n, w, cp in zip(names, wants, plp.constraint_params) if w and cp]
+        if blocked:
+            raise ValueError(
+                f"output='solution' differentiates the solution through the objective only; "
+                f"parameter(s) {blocked} enter the constraints and require grad. Detach them "
+                "(they are still used to solve), or use output='value' for exact gradients "
+                "with respect to constraint parameters."
+            )
+        jac, const = self._cost_map(theta)
+        costs = theta @ jac.T + const  # (B, n): the compiled minimisation's costs
+        method = getattr(argmin, self.method)
+        th = theta.detach().to("cpu", torch.float64).numpy()
+        if constraints_vary:  # one feasible set per item
+            rows = []
+            for i in range(th.shape[0]):
+                oracle = self._oracle(th[i], cache=False)
+                try:
+                    rows.append(method(costs[i : i + 1], oracle, **self.method_options))
+                except solvers.SolverError as exc:
+                    raise type(exc)(f"{_where(i, batched)}: {exc}") from None
+                finally:
+                    oracle.close()
+            x = torch.cat(rows, dim=0)
+        else:
+            oracle = self._oracle(th[0], cache=True)
+            try:
+                x = method(costs, oracle, **self.method_options)
+            except solvers.SolverError as exc:
+                raise type(exc)(f"CvxpyLayer: {exc}") from None
+        return self._split(x, batched)
+
+    def _cost_map(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The affine map theta -> compiled costs as dense tensors of theta's dtype/device."""
+        key = (theta.dtype, theta.device)
+        cached = getattr(self, "_cost_map_cache", None)
+        if cached is None or cached[0] != key:
+            jac = torch.as_tensor(self.plp.cost_jacobian.toarray(), dtype=theta.dtype)
+            const = torch.as_tensor(self.plp.cost_constant, dtype=theta.dtype)
+            cached = (key, jac.to(theta.device), const.to(theta.device))
+            self._cost_map_cache = cached
+        return cached[1], cached[2]
+
+    def _oracle(self, theta_i: np.ndarray, *, cache: bool) -> Any:
+        """A `solvers.Oracle` over the compiled feasible set at `theta_i`.
+
+        With `cache`, the oracle (and its backend model and worker pool) is kept while
+        the constraint data stay the same, so that repeated calls only change costs.
+        """
+        lp = self.plp.linear_program(theta_i)
+        key = self.plp.constraint_key(theta_i)
+        held = getattr(self, "_oracle_cache", None)
+        if cache and held is not None and held[0] == key:
+            return held[1]
+        oracle = solvers.Oracle.from_problem(
+            lp, backend=self.backend, workers=self.workers, options=self.options
+        )
+        if cache:
+            if held is not None:
+                held[1].close()
+            self._oracle_cache = (key, oracle)
+        return oracle

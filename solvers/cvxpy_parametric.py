@@ -407,6 +407,21 @@ class ParametricLP:
         grad = self.sense * grad
         return grad if batched else grad[0]
 
+    @property
+    def cost_jacobian(self) -> sp.csr_array:
+        r"""`(n_vars, n_theta)` sparse Jacobian $J_c$ of the compiled costs: $c = J_c \theta + c_0$."""
+        return self._c_jac
+
+    @property
+    def cost_constant(self) -> np.ndarray:
+        r"""`(n_vars,)` constant part $c_0$ of the compiled costs."""
+        return self._c_const
+
+    def constraint_key(self, theta: np.ndarray) -> bytes:
+        r"""Bytes that are equal exactly when two $\theta$ give the same constraint data."""
+        t = np.asarray(theta, dtype=np.float64)
+        return np.concatenate([self._a_jac @ t, self._b_jac @ t]).tobytes()
+
     def variable_slice(self, variable: Any) -> slice:
         """Where a cvxpy variable of the problem lies in the compiled ``x``.
 

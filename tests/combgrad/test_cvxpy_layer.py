@@ -374,3 +374,98 @@ def test_infeasible_and_unbounded_items_are_named():
         unbounded(torch.tensor([[1.0, 1.0], [1.0, -1.0]]))
     with pytest.raises(solvers.UnboundedError, match="CvxpyLayer"):
         unbounded(torch.tensor([1.0, -1.0]))
+
+
+# ----------------------------------------------------------------------------- solution mode
+
+
+def selection_problem(sense=cp.Minimize):
+    """Choose 2 of 4 items (an LP with integral vertices); the cap k enters the constraints."""
+    x = cp.Variable(4, name="x")
+    c = cp.Parameter(4, name="c")
+    k = cp.Parameter(name="k")
+    problem = cp.Problem(sense(c @ x), [cp.sum(x) == 2, x >= 0, x <= k])
+    return problem, x, c, k
+
+
+METHOD_OPTIONS = {
+    "perturbed": {"sigma": 0.5, "n_samples": 16},
+    "blackbox": {"lambda_": 2.0},
+    "imle": {"lambda_": 2.0, "n_samples": 2},
+    "nid": {},
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_OPTIONS))
+@pytest.mark.parametrize("sense", [cp.Minimize, cp.Maximize])
+def test_solution_mode_is_the_argmin_method_on_the_compiled_costs(method, sense):
+    """The layer = combgrad.argmin.<method>(compiled costs, Oracle over the feasible set)."""
+    from combgrad import argmin
+
+    problem, x, c, k = selection_problem(sense)
+    C = torch.tensor([[0.3, -1.0, 2.0, 0.1], [1.0, 0.2, -0.5, 3.0]], dtype=torch.float64)
+    options = dict(METHOD_OPTIONS[method])
+    if method in ("perturbed", "imle"):
+        options["generator"] = torch.Generator().manual_seed(3)
+    layer = CvxpyLayer(
+        problem, [c, k], [x], output="solution", method=method, method_options=options
+    )
+    ct = C.clone().requires_grad_(True)
+    (xs,) = layer(ct, torch.tensor(1.0))
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    (xs * weights).sum().backward()
+
+    plp = ParametricLP(problem, [c, k])
+    lp = plp.linear_program(plp.theta([C[0].numpy(), np.array(1.0)]))
+    if method in ("perturbed", "imle"):
+        options["generator"] = torch.Generator().manual_seed(3)
+    compiled = (C if sense is cp.Minimize else -C).clone().requires_grad_(True)
+    ref = getattr(argmin, method)(compiled, solvers.Oracle.from_problem(lp), **options)
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(xs, ref.detach())
+    sign = 1.0 if sense is cp.Minimize else -1.0
+    torch.testing.assert_close(ct.grad, sign * compiled.grad)
+    if method in ("blackbox", "nid"):  # their forward is the exact solution: cvxpy's
+        for i in range(2):
+            cvxpy_value(problem, [c, k], [C[i].numpy(), 1.0])
+            np.testing.assert_allclose(xs[i].detach().numpy(), x.value, atol=1e-8)
+
+
+def test_solution_mode_with_per_item_constraints_matches_loop():
+    problem, x, c, k = selection_problem()
+    layer = CvxpyLayer(problem, [c, k], [x], output="solution", method="blackbox")
+    C = torch.tensor([[0.3, -1.0, 2.0, 0.1], [1.0, 0.2, -0.5, 3.0]], requires_grad=True)
+    K = torch.tensor([0.5, 1.0])
+    (xs,) = layer(C, K)
+    (xs[:, 0] - xs[:, 2]).sum().backward()
+    for i in range(2):
+        ci = C[i].detach().clone().requires_grad_(True)
+        (xi,) = layer(ci, K[i])
+        (xi[0] - xi[2]).backward()
+        torch.testing.assert_close(xs[i].detach(), xi.detach())
+        torch.testing.assert_close(C.grad[i], ci.grad)
+    cvxpy_value(problem, [c, k], [C[0].detach().numpy(), 0.5])
+    np.testing.assert_allclose(xs[0].detach().numpy(), x.value, atol=1e-8)
+
+
+def test_solution_mode_refuses_constraint_parameter_gradients():
+    problem, x, c, k = selection_problem()
+    layer = CvxpyLayer(problem, [c, k], [x], output="solution", method="nid")
+    with pytest.raises(ValueError, match=r"\['k'\] enter the constraints"):
+        layer(torch.zeros(4, requires_grad=True), torch.tensor(1.0, requires_grad=True))
+    # A parameter in both the objective and the constraints is refused too.
+    y = cp.Variable(2)
+    p = cp.Parameter(name="p")
+    both = cp.Problem(cp.Minimize(p * y[0] - y[1]), [y >= 0, y <= p, cp.sum(y) <= 1.5])
+    layer = CvxpyLayer(both, [p], [y], output="solution", method="nid")
+    with pytest.raises(ValueError, match=r"\['p'\] enter the constraints"):
+        layer(torch.tensor(1.0, requires_grad=True))
+    (ys,) = layer(torch.tensor(1.0))  # detached: solved, not differentiated
+    np.testing.assert_allclose(ys.numpy(), [0.0, 1.0], atol=1e-9)
+
+
+def test_solution_mode_infeasible_item_is_named():
+    problem, x, c, k = selection_problem()
+    layer = CvxpyLayer(problem, [c, k], [x], output="solution", method="blackbox")
+    with pytest.raises(solvers.InfeasibleError, match="batch item 1"):
+        layer(torch.zeros(2, 4), torch.tensor([1.0, 0.25]))  # sum(x) == 2 with x <= 0.25
