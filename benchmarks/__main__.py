@@ -1,7 +1,8 @@
 """Run the benchmark sections: ``python -m benchmarks [SECTION ...] [--quick] [--repeats N]``.
 
 Sections: ``solvers`` (LP layer), ``losses`` (exact losses against references) and
-``combinatorial`` (the fast exact solvers; ``benchmarks/bench_combinatorial.py``). With
+``combinatorial`` (the fast exact solvers; ``benchmarks/bench_combinatorial.py``) and
+``cvxpy`` (`CvxpyLayer` against cvxpylayers; ``benchmarks/bench_cvxpy_layer.py``). With
 no section named, all run in that order. ``--quick`` runs tiny sizes with few repeats (a
 smoke run, numbers meaningless). A summary of every targeted row closes the output.
 """
@@ -49,10 +50,17 @@ def _combinatorial(quick: bool, repeats: int | None) -> list[Row]:
     return []
 
 
+def _cvxpy(quick: bool, repeats: int | None) -> list[Row]:
+    from . import bench_cvxpy_layer
+
+    return bench_cvxpy_layer.run(quick, repeats)
+
+
 SECTIONS: dict[str, Callable[[bool, int | None], list[Row]]] = {
     "solvers": _solvers,
     "losses": _losses,
     "combinatorial": _combinatorial,
+    "cvxpy": _cvxpy,
 }
 
 
