@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -48,6 +49,7 @@ class _Config:
     workers: int | None
     need_duals: bool
     constraints_vary: bool
+    stack: int
     integer_duals: str | None
 
 
@@ -55,20 +57,84 @@ def _where(i: int, batched: bool) -> str:
     return f"CvxpyLayer: batch item {i}" if batched else "CvxpyLayer"
 
 
+def _stacked(lps: list[solvers.LinearProgram]) -> solvers.LinearProgram:
+    """One block-diagonal LP whose blocks are the items (all of the same dimensions)."""
+    first = lps[0]
+
+    def blocks(name: str) -> Any:
+        if getattr(first, name) is None or getattr(first, name).shape[0] == 0:
+            return None
+        return sp.block_diag([getattr(lp, name) for lp in lps], format="csr")
+
+    def stack(name: str) -> Any:
+        if getattr(first, name) is None or getattr(first, name).shape[0] == 0:
+            return None
+        return np.concatenate([getattr(lp, name) for lp in lps])
+
+    return solvers.LinearProgram(
+        np.concatenate([lp.c for lp in lps]),
+        A_ub=blocks("A_ub"),
+        b_ub=stack("b_ub"),
+        A_eq=blocks("A_eq"),
+        b_eq=stack("b_eq"),
+        bounds=np.vstack([lp.bounds for lp in lps]),
+    )
+
+
+def _split_stacked(sol: solvers.Solution, lps: list[solvers.LinearProgram]):
+    """Per-item solutions of a block-diagonal LP (the blocks are independent problems)."""
+    k = len(lps)
+    xs = sol.x.reshape(k, -1)
+    yu = sol.duals_ub.reshape(k, -1)
+    ye = sol.duals_eq.reshape(k, -1)
+    return [
+        solvers.Solution(
+            solvers.Status.OPTIMAL,
+            x=xs[i],
+            objective=float(lp.c @ xs[i]),
+            duals_ub=yu[i],
+            duals_eq=ye[i],
+            backend=sol.backend,
+            message=sol.message,
+        )
+        for i, lp in enumerate(lps)
+    ]
+
+
 def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[solvers.Solution]:
     """Solve every item; raise naming the first item without an optimal solution."""
     plp = cfg.plp
     costs = plp.costs(theta)
+    B = theta.shape[0]
     if cfg.constraints_vary:
         items: list[Any] = []
-        for i in range(theta.shape[0]):
+        for i in range(B):
             try:
                 items.append(plp.linear_program(theta[i], costs[i]))
             except ValueError as exc:
                 raise ValueError(f"{_where(i, batched)}: {exc}") from exc
-        sols = solvers.solve_batch(
-            items, backend=cfg.backend, workers=cfg.workers, options=cfg.options
-        )
+        if cfg.stack > 1 and not plp.is_mip:
+            # Stacking items into block-diagonal LPs amortizes the per-solve overhead,
+            # which dominates on small LPs; a chunk that fails is re-solved item by item
+            # below, so that the error names the item.
+            starts = range(0, B, cfg.stack)
+            chunks = [items[lo : lo + cfg.stack] for lo in starts]
+            stacked = solvers.solve_batch(
+                [_stacked(c) for c in chunks],
+                backend=cfg.backend,
+                workers=cfg.workers,
+                options=cfg.options,
+            )
+            sols = []
+            for chunk, sol in zip(chunks, stacked):
+                if sol.success and sol.duals_ub is not None and sol.duals_eq is not None:
+                    sols += _split_stacked(sol, chunk)
+                else:
+                    sols += solvers.solve_batch(chunk, backend=cfg.backend, options=cfg.options)
+        else:
+            sols = solvers.solve_batch(
+                items, backend=cfg.backend, workers=cfg.workers, options=cfg.options
+            )
     else:  # one structure: the backend model is built once and re-solved per cost vector
         try:
             structure = plp.linear_program(theta[0], costs[0])
@@ -183,6 +249,11 @@ class CvxpyLayer(nn.Module):
         backend: a name from `solvers.available_backends()`.
         options: backend options, as for `solvers.solve`.
         workers: solve the batch in this many worker processes (`solvers.solve_batch`).
+        stack: for LPs whose constraints vary across the batch, solve up to this many
+            items as one block-diagonal LP (the blocks are independent, so each block's
+            part of the solution and duals is optimal for its item); this amortizes the
+            per-solve overhead that dominates on small LPs. ``1`` solves item by item.
+            At a tied optimum the vertex chosen may differ from a single-item solve.
         integer_duals: for integer programs in value mode, gradients with respect to
             parameters in the constraints raise unless this is ``"fixed"``: the duals
             of the LP with the integer variables fixed at their optimum are then used
@@ -228,6 +299,7 @@ class CvxpyLayer(nn.Module):
         options: Mapping[str, Any] | None = None,
         workers: int | None = None,
         integer_duals: Literal["fixed"] | None = None,
+        stack: int = 64,
     ) -> None:
         super().__init__()
         if output not in ("value", "solution"):
@@ -244,6 +316,8 @@ class CvxpyLayer(nn.Module):
             raise ValueError(f"`integer_duals` must be None or 'fixed'; got {integer_duals!r}.")
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"`workers` must be a positive integer; got {workers!r}.")
+        if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
+            raise ValueError(f"`stack` must be a positive integer; got {stack!r}.")
         self.plp = ParametricLP(problem, parameters)
         info = solvers.backend_info()
         caps = info.get(backend) if isinstance(backend, str) else None
@@ -282,6 +356,7 @@ class CvxpyLayer(nn.Module):
         self.backend = backend
         self.options = dict(options or {})
         self.workers = workers
+        self.stack = stack
         self.integer_duals = integer_duals
 
     def extra_repr(self) -> str:
@@ -397,6 +472,7 @@ class CvxpyLayer(nn.Module):
             workers=self.workers,
             need_duals=need_duals,
             constraints_vary=constraints_vary,
+            stack=self.stack,
             integer_duals=self.integer_duals,
         )
         z, x, _, _ = _CvxpyValue.apply(theta, cfg, any_batched)

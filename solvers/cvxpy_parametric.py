@@ -220,33 +220,6 @@ class ParametricLP:
         self._c_jac, self._c_const = sp.csr_array(q_jac[:n]), q_const[:n]
         self._d_jac = np.asarray(q_jac[[n]].toarray()).reshape(-1)
         self._d_const = float(q_const[n])
-        ab_jac, ab_const = split(prog.A, m * n + m)
-        # cvxpy's rows are vec([A | b]) column-major, with A x + b in the cone, so that
-        # A_eq = -A[:m_eq], b_eq = b[:m_eq] (zero cone) and A_ub = -A[m_eq:], b_ub = b[m_eq:].
-        a_part = sp.csr_array(ab_jac[: m * n])
-        nz_rows = np.flatnonzero(np.diff(a_part.indptr) > 0) if a_part.shape[1] else []
-        nz_rows = np.union1d(nz_rows, np.flatnonzero(ab_const[: m * n]))
-        self._a_rows = nz_rows % m if m else nz_rows
-        self._a_cols = nz_rows // m if m else nz_rows
-        self._a_jac = sp.csr_array(a_part[nz_rows]) if len(nz_rows) else sp.csr_array((0, start))
-        self._a_const = ab_const[: m * n][nz_rows]
-        self._b_jac = sp.csr_array(ab_jac[m * n :])
-        self._b_const = ab_const[m * n :]
-        # For the adjoint: d(theta) += sum_k J_A[k] * y[row_k] * x[col_k] (csc for row picks).
-        self._a_jac_t = sp.csr_array(self._a_jac.T)
-
-        def touched(jac: sp.csr_array) -> np.ndarray:
-            hit = np.zeros(self.n_theta, dtype=bool)
-            nonzero = sp.csr_array(jac, copy=True)
-            nonzero.eliminate_zeros()
-            hit[nonzero.indices] = True
-            return hit
-
-        cost_hit = touched(self._c_jac) | (self._d_jac != 0)
-        cons_hit = touched(self._a_jac) | touched(self._b_jac)
-        self.cost_params = [bool(cost_hit[s].any()) for s in self._param_slices]
-        self.constraint_params = [bool(cons_hit[s].any()) for s in self._param_slices]
-
         # Bounds and integrality (as cvxpy's HiGHS interface reads them).
         for name, tensor in (("lower", prog.lb_tensor), ("upper", prog.ub_tensor)):
             if tensor is not None and perm.size and sp.csc_array(tensor)[:, perm].nnz:
@@ -263,8 +236,66 @@ class ParametricLP:
         integrality[integer] = 1
         lb[boolean] = np.maximum(lb[boolean], 0.0)
         ub[boolean] = np.minimum(ub[boolean], 1.0)
-        self.bounds = np.column_stack([lb, ub])
         self.integrality = integrality if integrality.any() else None
+
+        ab_jac, ab_const = split(prog.A, m * n + m)
+        # cvxpy's rows are vec([A | b]) column-major, with A x + b in the cone, so that
+        # A_eq = -A[:m_eq], b_eq = b[:m_eq] (zero cone) and A_ub = -A[m_eq:], b_ub = b[m_eq:].
+        a_part = sp.csr_array(ab_jac[: m * n])
+        nz = np.flatnonzero(np.diff(a_part.indptr) > 0) if a_part.shape[1] else []
+        nz = np.union1d(nz, np.flatnonzero(ab_const[: m * n])).astype(np.int64)
+        a_rows, a_cols = (nz % m, nz // m) if m else (nz, nz)
+        a_jac = sp.csr_array(a_part[nz]) if len(nz) else sp.csr_array((0, start))
+        a_const = ab_const[: m * n][nz]
+        b_jac = sp.csr_array(ab_jac[m * n :])
+        b_const = ab_const[m * n :]
+
+        # Inequality rows a * x_j <= b on one variable, with constant a and b (such as
+        # `x >= 0`, which cvxpy keeps as rows), become variable bounds: the backends solve
+        # a smaller LP, and their duals are not needed (no parameter moves them).
+        entries = np.bincount(a_rows, minlength=m)
+        moving = np.zeros(m, dtype=bool)
+        moving[a_rows[np.diff(a_jac.indptr) > 0]] = True
+        moving |= np.diff(b_jac.indptr) > 0
+        single = (np.arange(m) >= self.n_eq) & (entries == 1) & ~moving
+        drop = np.zeros(m, dtype=bool)
+        new_lb, new_ub = lb.copy(), ub.copy()
+        for k in np.flatnonzero(single[a_rows]):
+            coef, rhs, j = -a_const[k], b_const[a_rows[k]], a_cols[k]
+            if coef > 0:
+                new_ub[j] = min(new_ub[j], rhs / coef)
+            elif coef < 0:
+                new_lb[j] = max(new_lb[j], rhs / coef)
+            else:
+                continue
+            drop[a_rows[k]] = True
+        if drop.any() and np.all(new_lb <= new_ub):  # else keep the rows: infeasible as given
+            lb, ub = new_lb, new_ub
+            keep = ~drop
+            renumber = np.cumsum(keep) - 1
+            kept = keep[a_rows]
+            a_rows, a_cols = renumber[a_rows[kept]], a_cols[kept]
+            a_jac, a_const = sp.csr_array(a_jac[np.flatnonzero(kept)]), a_const[kept]
+            b_jac, b_const = sp.csr_array(b_jac[np.flatnonzero(keep)]), b_const[keep]
+            self.n_ub -= int(drop.sum())
+        self.bounds = np.column_stack([lb, ub])
+        self._a_rows, self._a_cols = a_rows, a_cols
+        self._a_jac, self._a_const = a_jac, a_const
+        self._b_jac, self._b_const = b_jac, b_const
+        # For the adjoint: d(theta) += sum_k J_A[k] * y[row_k] * x[col_k].
+        self._a_jac_t = sp.csr_array(self._a_jac.T)
+
+        def touched(jac: sp.csr_array) -> np.ndarray:
+            hit = np.zeros(self.n_theta, dtype=bool)
+            nonzero = sp.csr_array(jac, copy=True)
+            nonzero.eliminate_zeros()
+            hit[nonzero.indices] = True
+            return hit
+
+        cost_hit = touched(self._c_jac) | (self._d_jac != 0)
+        cons_hit = touched(self._a_jac) | touched(self._b_jac)
+        self.cost_params = [bool(cost_hit[s].any()) for s in self._param_slices]
+        self.constraint_params = [bool(cons_hit[s].any()) for s in self._param_slices]
 
     @staticmethod
     def _const_bounds(tensor: Any, given: Any, n: int, fill: float) -> np.ndarray:

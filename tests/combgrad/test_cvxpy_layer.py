@@ -69,6 +69,7 @@ def nondegenerate_draws(plp: ParametricLP, seed: int, count: int):
 
 
 def strictly_complementary(plp: ParametricLP, values) -> bool:
+    """A unique, nondegenerate optimum of the compiled LP (so FD of the value is valid)."""
     theta = plp.theta(values)
     lp = plp.linear_program(theta)
     sol = solvers.solve(lp)
@@ -76,12 +77,15 @@ def strictly_complementary(plp: ParametricLP, values) -> bool:
         return False
     slack = lp.b_ub - lp.A_ub @ sol.x
     tight = slack <= 1e-7
-    active_dual = np.abs(sol.duals_ub) > 1e-7
-    # Every tight row has a nonzero dual and vice versa, and the tight rows plus the
-    # equalities determine x uniquely (as many as variables, linearly independent).
-    if np.any(tight != active_dual):
+    lb, ub = lp.bounds[:, 0], lp.bounds[:, 1]
+    at_bound = (sol.x - lb <= 1e-7) | (ub - sol.x <= 1e-7)
+    # Strict complementarity on rows and bounds, and the active constraints (tight rows,
+    # equalities, variables at a bound) determine x: exactly n of them, independent.
+    if np.any(tight != (np.abs(sol.duals_ub) > 1e-7)):
         return False
-    active = np.vstack([lp.A_ub.toarray()[tight], lp.A_eq.toarray()])
+    if np.any(at_bound != (np.abs(sol.info["reduced_costs"]) > 1e-7)):
+        return False
+    active = np.vstack([lp.A_ub.toarray()[tight], lp.A_eq.toarray(), np.eye(lp.n_vars)[at_bound]])
     return active.shape[0] == lp.n_vars and np.linalg.matrix_rank(active) == lp.n_vars
 
 
@@ -469,3 +473,41 @@ def test_solution_mode_infeasible_item_is_named():
     layer = CvxpyLayer(problem, [c, k], [x], output="solution", method="blackbox")
     with pytest.raises(solvers.InfeasibleError, match="batch item 1"):
         layer(torch.zeros(2, 4), torch.tensor([1.0, 0.25]))  # sum(x) == 2 with x <= 0.25
+
+
+def test_stacked_block_lp_matches_item_by_item():
+    """stack=k solves k items as one block-diagonal LP; same values and gradients."""
+    problem, _, params = random_family(cp.Minimize)
+    batch = draw(np.random.default_rng(12), batch=5)
+    results = []
+    for stack in (1, 2, 64):
+        layer = CvxpyLayer(problem, parameters=params, stack=stack)
+        inputs = as_tensors(batch)
+        z = layer(*inputs)
+        z.sum().backward()
+        results.append((z.detach(), [t.grad for t in inputs]))
+    for z, grads in results[1:]:
+        torch.testing.assert_close(z, results[0][0], rtol=1e-9, atol=1e-9)
+        for g, g0 in zip(grads, results[0][1]):
+            torch.testing.assert_close(g, g0, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="`stack` must be a positive integer"):
+        CvxpyLayer(problem, parameters=params, stack=0)
+
+
+def test_constant_single_variable_rows_become_bounds_parametric_ones_stay_rows():
+    x = cp.Variable(3, name="x")
+    c = cp.Parameter(3, name="c")
+    k = cp.Parameter(name="k")
+    problem = cp.Problem(
+        cp.Minimize(c @ x), [x >= -1, 2 * x[0] <= 3, x[1] <= k, cp.sum(x) == 1, -x[2] >= -2]
+    )
+    plp = ParametricLP(problem, [c, k])
+    np.testing.assert_allclose(plp.bounds, [[-1, 1.5], [-1, np.inf], [-1, 2]])
+    assert plp.n_ub == 1 and plp.n_eq == 1  # only x[1] <= k is left as a row
+    layer = CvxpyLayer(problem, parameters=[c, k])
+    ct = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    kt = torch.tensor(1.2, dtype=torch.float64, requires_grad=True)
+    assert layer(ct, kt).item() == pytest.approx(
+        cvxpy_value(problem, [c, k], [ct.detach().numpy(), 1.2]), rel=VALUE_RTOL
+    )
+    assert torch.autograd.gradcheck(layer, (ct, kt))
