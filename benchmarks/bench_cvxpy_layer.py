@@ -11,7 +11,8 @@ Three LP families, each a parametrized cvxpy problem given to both layers unchan
 
 Timed, interleaved, medians (forward + backward of the summed optimal values):
 
-* ours: ``CvxpyLayer(problem, parameters, output="value")``;
+* ours: ``CvxpyLayer(problem, parameters, output="value")`` (default backend HiGHS; the
+  same with ``backend="glop"`` is printed too, untargeted);
 * cvxpylayers (default diffcp): it returns the solution, so the value is the objective
   evaluated at its solution and the gradient is autograd through its layer (what a user
   does with cvxpylayers to get the value's gradient);
@@ -188,7 +189,14 @@ def bench_family(family: Family, repeats: int, fd_items: int) -> tuple[list[Row]
         ours(*p).sum().backward()
         grads["ours"] = [t.grad for t in p]
 
-    fns: dict[str, Callable[[], None]] = {"ours": run_ours}
+    glop = CvxpyLayer(family.problem, family.parameters, output="value", backend="glop")
+
+    def run_glop() -> None:
+        p = leaves()
+        glop(*p).sum().backward()
+        grads["ours, glop"] = [t.grad for t in p]
+
+    fns: dict[str, Callable[[], None]] = {"ours": run_ours, "ours, glop": run_glop}
     have_ref = importlib.util.find_spec("cvxpylayers") is not None
     if have_ref:
         from cvxpylayers.torch import CvxpyLayer as ReferenceLayer
@@ -240,6 +248,17 @@ def bench_family(family: Family, repeats: int, fd_items: int) -> tuple[list[Row]
                     f"{errors['ours']:.1e}, {ref_name} {errors[ref_name]:.1e}",
                 )
             )
+        rows.append(
+            ratio_row(
+                f"{what}, backend='glop'",
+                times,
+                "ours, glop",
+                "cvxpylayers",
+                None,
+                "the same layer with backend='glop' (untargeted: the default is 'highs'); "
+                f"gradient error vs FD {errors['ours, glop']:.1e}",
+            )
+        )
     else:
         rows.append(Row(what, times["ours"], "-", None))
     lines = [

@@ -355,9 +355,8 @@ class ParametricLP:
     def costs(self, theta: np.ndarray) -> np.ndarray:
         r"""`(..., n_vars)` costs $c(\theta)$ of the compiled minimisation."""
         t = np.asarray(theta, dtype=np.float64)
-        return (self._c_jac @ t.reshape(-1, self.n_theta).T).T.reshape(
-            *t.shape[:-1], self.n_vars
-        ) + self._c_const
+        flat = t.reshape(int(np.prod(t.shape[:-1], dtype=np.int64)), self.n_theta)
+        return (self._c_jac @ flat.T).T.reshape(*t.shape[:-1], self.n_vars) + self._c_const
 
     def offset(self, theta: np.ndarray) -> np.ndarray | float:
         r"""The constant $d(\theta)$ of the compiled objective, shape of ``theta[..., 0]``."""

@@ -573,3 +573,11 @@ def test_kept_stacked_model_follows_changed_constraint_data():
             for i in range(3):
                 expected = cvxpy_value(problem, params, [c[i], A, b, e])
                 assert z[i].item() == pytest.approx(expected, rel=VALUE_RTOL), repeat
+
+
+def test_problem_without_parameters():
+    x = cp.Variable(2)
+    layer = CvxpyLayer(cp.Problem(cp.Minimize(x[0] + 2 * x[1] + 3), [cp.sum(x) == 1, x >= 0]), [])
+    z, (xv,) = layer(return_variables=True)
+    assert z.item() == pytest.approx(4.0)
+    np.testing.assert_allclose(xv.numpy(), [1.0, 0.0], atol=1e-12)
