@@ -193,7 +193,7 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[solvers
 
 
 def _duals(
-    sol: solvers.Solution, theta_i: np.ndarray, cfg: _Config
+    sol: solvers.Solution, theta_i: np.ndarray, cfg: _Config, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     plp = cfg.plp
     if not plp.is_mip:
@@ -204,7 +204,10 @@ def _duals(
     bounds = lp.bounds.copy()
     bounds[mask, 0] = bounds[mask, 1] = np.round(sol.x[mask])
     fixed = solvers.solve(lp.replace(bounds=bounds, integrality=None), cfg.backend)
-    fixed.raise_for_status()
+    try:
+        fixed.raise_for_status()
+    except solvers.SolverError as exc:
+        raise type(exc)(f"{where}: the LP with the integers fixed has no duals: {exc}") from None
     return fixed.duals_eq, fixed.duals_ub
 
 
@@ -220,7 +223,7 @@ class _CvxpyValue(torch.autograd.Function):
         y_ub = np.zeros((len(sols), plp.n_ub))
         if cfg.need_duals:
             for i, sol in enumerate(sols):
-                y_eq[i], y_ub[i] = _duals(sol, th[i], cfg)
+                y_eq[i], y_ub[i] = _duals(sol, th[i], cfg, _where(i, batched))
 
         def out(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(a, dtype=theta.dtype).to(theta.device)
