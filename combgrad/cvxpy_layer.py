@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -66,24 +66,24 @@ def _item_lp(
         raise ValueError(f"{_where(i, batched)}: {exc}") from exc
 
 
-def _split_stacked(sol: solvers.Solution, costs: np.ndarray) -> list[solvers.Solution]:
+class _Part(NamedTuple):
+    """One item's share of a stacked solve (what the layer reads of a `solvers.Solution`)."""
+
+    x: np.ndarray
+    objective: float
+    duals_ub: np.ndarray
+    duals_eq: np.ndarray
+    success: bool = True
+
+
+def _split_stacked(sol: solvers.Solution, costs: np.ndarray) -> list[_Part]:
     """Per-item solutions of a block-diagonal LP (the blocks are independent problems)."""
     k = len(costs)
     xs = sol.x.reshape(k, -1)
     yu = sol.duals_ub.reshape(k, -1)
     ye = sol.duals_eq.reshape(k, -1)
-    return [
-        solvers.Solution(
-            solvers.Status.OPTIMAL,
-            x=xs[i],
-            objective=float(c @ xs[i]),
-            duals_ub=yu[i],
-            duals_eq=ye[i],
-            backend=sol.backend,
-            message=sol.message,
-        )
-        for i, c in enumerate(costs)
-    ]
+    objectives = np.einsum("bn,bn->b", costs, xs)
+    return [_Part(xs[i], float(objectives[i]), yu[i], ye[i]) for i in range(k)]
 
 
 def _stacked_options(cfg: _Config) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def _stacked_options(cfg: _Config) -> dict[str, Any]:
     return cfg.options
 
 
-def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[solvers.Solution]:
+def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[Any]:
     """Solve every item; raise naming the first item without an optimal solution."""
     plp = cfg.plp
     costs = plp.costs(theta)
@@ -193,7 +193,7 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[solvers
 
 
 def _duals(
-    sol: solvers.Solution, theta_i: np.ndarray, cfg: _Config, where: str
+    sol: Any, theta_i: np.ndarray, cfg: _Config, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     plp = cfg.plp
     if not plp.is_mip:
