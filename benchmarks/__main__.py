@@ -1,8 +1,9 @@
 """Run the benchmark sections: ``python -m benchmarks [SECTION ...] [--quick] [--repeats N]``.
 
-Sections: ``solvers`` (LP layer), ``losses`` (exact losses against references) and
-``combinatorial`` (the fast exact solvers; ``benchmarks/bench_combinatorial.py``) and
-``dfl`` (decision-focused learning side by side with PyEPO; needs the ``bench`` extra). With
+Sections: ``solvers`` (LP layer), ``losses`` (exact losses against references),
+``combinatorial`` (the fast exact solvers; ``benchmarks/bench_combinatorial.py``),
+``dfl`` (decision-focused learning side by side with PyEPO; needs the ``bench`` extra) and
+``cvxpy`` (`CvxpyLayer` against cvxpylayers; ``benchmarks/bench_cvxpy_layer.py``). With
 no section named, all run in that order. ``--quick`` runs tiny sizes with few repeats (a
 smoke run, numbers meaningless). A summary of every targeted row closes the output.
 """
@@ -56,11 +57,18 @@ def _dfl(quick: bool, repeats: int | None) -> list[Row]:
     return bench_dfl.run(quick, repeats)
 
 
+def _cvxpy(quick: bool, repeats: int | None) -> list[Row]:
+    from . import bench_cvxpy_layer
+
+    return bench_cvxpy_layer.run(quick, repeats)
+
+
 SECTIONS: dict[str, Callable[[bool, int | None], list[Row]]] = {
     "solvers": _solvers,
     "losses": _losses,
     "combinatorial": _combinatorial,
     "dfl": _dfl,
+    "cvxpy": _cvxpy,
 }
 
 

@@ -28,6 +28,7 @@ _EXPORTS = {
     "NCELoss": "combgrad.losses.nce",
     "nce_loss": "combgrad.losses.nce",
     "regret": "combgrad.metrics",
+    "CvxpyLayer": "combgrad.cvxpy_layer",
 }
 _SUBMODULES = ("analysis", "distributed", "functional", "losses", "nn", "optim")
 _SUBMODULES += ("argmin", "metrics")  # decision-focused learning (issue 11)
