@@ -22,6 +22,8 @@ from torch.autograd.function import once_differentiable
 
 import solvers
 
+from .._compile import eager_under_compile
+
 __all__ = ["lp_value"]
 
 _TENSOR_ARGS = ("c", "A_ub", "b_ub", "A_eq", "b_eq")
@@ -165,6 +167,7 @@ def _to_tensor(name: str, value: Any, like: torch.Tensor | None) -> torch.Tensor
     return value
 
 
+@eager_under_compile  # the solver is not traceable: a graph break under torch.compile
 def lp_value(
     c: torch.Tensor,
     A_ub: torch.Tensor | None = None,
