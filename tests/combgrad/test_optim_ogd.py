@@ -116,7 +116,7 @@ def test_remember_input_validation():
         opt.remember(model, x, y, chunk_size=0)
     with pytest.raises(ValueError, match="Invalid variant"):
         opt.remember(model, x, y, variant="BAD")
-    with pytest.raises(ValueError, match="none of the optimizer's parameters"):
+    with pytest.raises(ValueError, match="none of the optimizer's trainable parameters"):
         opt.remember(nn.Linear(5, 3).double(), x, y)
     flat_model = nn.Sequential(nn.Linear(5, 3), nn.Flatten(0)).double()
     with pytest.raises(ValueError, match=r"shape \(batch, c\)"):
@@ -329,3 +329,27 @@ def test_add_param_group_after_remember():
     assert basis.shape == (sum(p.numel() for p in model.parameters()), 16)
     assert torch.all(basis[first_size:] == 0)  # the new layer was not part of the memory
     loss_step(model, opt, x_new, y_new)  # runs with the padded blocks
+
+
+@pytest.mark.parametrize("variant", ["GTL", "ALL"])
+def test_frozen_parameters_stay_out_of_the_basis_and_the_step(variant):
+    """A frozen first layer: it never moves, and the remembered outputs (linear in the trainable
+    last layer) are protected exactly, not only to first order."""
+    model, x, y, x_new, y_new = make_problem(seed=2)
+    model[0].requires_grad_(False)
+    opt = OGD(model.parameters(), lr=0.5, variant=variant)
+    frozen = [p.detach().clone() for p in model[0].parameters()]
+    assert opt.remember(model, x, y) > 0
+    basis = opt.basis()
+    n_frozen = sum(p.numel() for p in model[0].parameters())
+    assert basis[:n_frozen].abs().max() == 0  # no stored direction involves frozen weights
+    before = remembered_outputs(model, x, y, variant)
+    for _ in range(3):
+        loss_step(model, opt, x_new, y_new)
+    for p, p0 in zip(model[0].parameters(), frozen):
+        assert torch.equal(p.detach(), p0)
+    after = remembered_outputs(model, x, y, variant)
+    moved = torch.cat([p.detach().reshape(-1) for p in model[2].parameters()])
+    assert moved.abs().max() > 0
+    scale = before.abs().max()
+    assert (after - before).abs().max() <= 1e-12 * scale
