@@ -335,6 +335,28 @@ def _failure_checks(rank: int, world: int) -> dict:
     return out
 
 
+def _return_tensors(rank: int, world: int) -> dict:
+    """Tensors as results (issue: the parent could not rebuild shared-memory tensors)."""
+    x = torch.full((3, 4), float(rank), dtype=torch.float64)
+    dist.all_reduce(x)
+    return {"sum": x, "ids": torch.arange(5) * rank, "big": torch.ones(100_000) * rank}
+
+
+class _SlowToFormatError(RuntimeError):
+    """An error whose message takes a while to build, so its report is slow to leave the rank."""
+
+    def __str__(self) -> str:
+        time.sleep(1.0)
+        return "the original failure on rank 1"
+
+
+def _first_failure(rank: int, world: int) -> None:
+    """Rank 1 fails; rank 0 then fails in turn inside a collective that lost a member."""
+    if rank == 1:
+        raise _SlowToFormatError()
+    dist.barrier()
+
+
 # --------------------------------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
 def main_results():
@@ -437,3 +459,19 @@ def test_example_quick(tmp_path, monkeypatch):
         # Ternary payloads: far fewer bytes than dense float32 SGD, both directions counted.
         assert sgd["bytes_ratio"] == 1.0
         assert dore["total_bytes"] < 0.1 * sgd["total_bytes"]
+
+
+def test_launch_returns_tensors():
+    results = launch(_return_tensors, 2, timeout=TIMEOUT, join_timeout=JOIN_TIMEOUT)
+    for rank, result in enumerate(results):
+        torch.testing.assert_close(result["sum"], torch.ones(3, 4, dtype=torch.float64))
+        assert torch.equal(result["ids"], torch.arange(5) * rank)
+        assert torch.equal(result["big"], torch.ones(100_000) * rank)
+
+
+def test_launch_reports_the_first_failure():
+    with pytest.raises(RuntimeError) as info:
+        launch(_first_failure, 2, timeout=TIMEOUT, join_timeout=JOIN_TIMEOUT)
+    message = str(info.value)
+    assert message.startswith("launch: rank 1 raised first")
+    assert "the original failure on rank 1" in message
