@@ -475,3 +475,35 @@ def test_launch_reports_the_first_failure():
     message = str(info.value)
     assert message.startswith("launch: rank 1 raised first")
     assert "the original failure on rank 1" in message
+
+
+EXIT_SCRIPT = """
+import atexit, sys
+import torch, torch.distributed as dist
+from combgrad.distributed import DORE, find_free_port
+
+# Registered first, so it runs last: after the optimizers' exit hook.
+atexit.register(lambda: print("initialized at exit:", dist.is_initialized(), flush=True))
+dist.init_process_group(
+    "gloo", init_method=f"tcp://127.0.0.1:{find_free_port()}", rank=0, world_size=1
+)
+x = torch.nn.Parameter(torch.ones(8))
+opt = DORE([x], lr=0.1, seed=0)
+x.grad = torch.ones_like(x)
+opt.step()
+print(opt.gather_byte_counts()["steps"], flush=True)
+"""
+
+
+def test_gloo_group_left_up_is_destroyed_before_interpreter_exit():
+    """The docs' snippet without destroy_process_group: the group is gone before finalization."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "initialized", "at", "exit:", "False"]
