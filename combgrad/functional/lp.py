@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -152,16 +153,24 @@ class _LPValue(torch.autograd.Function):
 
 
 def _to_tensor(name: str, value: Any, like: torch.Tensor | None) -> torch.Tensor | None:
+    """A tensor from a tensor, an array (read-only ones too), a list or a scipy sparse matrix.
+
+    Arrays are copied, so a read-only array (as `solvers.LinearProgram` stores them) is never
+    shared with a writable tensor; sparse matrices are densified (the gradient in ``A`` is
+    dense anyway).
+    """
     if value is None:
         return None
     if not isinstance(value, torch.Tensor):
         try:
-            value = torch.as_tensor(
-                np.asarray(value, dtype=np.float64),
-                dtype=like.dtype if like is not None else torch.float64,
-            )
+            array = value.toarray() if sp.issparse(value) else value
+            array = np.array(array, dtype=np.float64)  # a writable copy
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"`{name}` must be a tensor or array of numbers.") from exc
+            raise TypeError(
+                f"`{name}` must be a tensor, an array of numbers or a scipy sparse matrix; "
+                f"got {type(value).__name__}."
+            ) from exc
+        value = torch.from_numpy(array).to(like.dtype if like is not None else torch.float64)
     if not value.is_floating_point():
         value = value.to(like.dtype if like is not None else torch.get_default_dtype())
     return value
@@ -214,7 +223,12 @@ def lp_value(
 
     Returns:
         ``z`` of shape () or (B,) in ``c``'s dtype and device; with ``return_solution``,
-        the pair ``(z, x)``.
+        the pair ``(z, x)``. An empty batch (``B == 0``) solves nothing and returns
+        empty tensors (shapes (0,) and (0, n)), as the losses do with ``reduction="none"``.
+
+    Every constraint argument may also be a numpy array (read-only ones included) or a
+    scipy sparse matrix, as the `solvers` builders return them; these are copied (and
+    densified) into tensors, which do not require grad.
 
     Raises:
         ValueError: wrong shapes, NaN/inf, or an unsupported gradient request (message names
@@ -259,9 +273,7 @@ def lp_value(
             sizes[name] = t.shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"batch dimensions disagree: {sizes}.")
-    B = next(iter(sizes.values()), 1)
-    if B == 0:
-        raise ValueError("the batch is empty (leading dimension 0).")
+    B = next(iter(sizes.values()), 1)  # B == 0: an empty batch gives empty results
 
     integ = None if integrality is None else np.asarray(integrality)
     is_mip = integ is not None and bool(np.any(integ))
