@@ -196,13 +196,17 @@ def lp_value(
     Any tensor argument may carry a leading batch dimension ``B``; the others are broadcast
     across it. With only ``c`` batched, one backend model is built and re-solved with each
     item's costs. Backward uses the generalized gradient from the forward solve:
-    :math:`\partial z/\partial c = x^*`, :math:`\partial z/\partial b = y^*`,
-    :math:`\partial z/\partial A = -y^* x^{*T}` (duals ``y = dz/db``; ``y_ub <= 0``).
+    $\partial z/\partial c = x^*$, $\partial z/\partial b = y^*$,
+    $\partial z/\partial A = -y^* x^{*T}$ (duals ``y = dz/db``; ``y_ub <= 0``).
     Gradients are computed only for the inputs that require them.
 
     At a degenerate or tied optimum the solver's vertex is returned: it is a valid element
     of the generalized gradient (for ``c``, the superdifferential of the concave function
-    :math:`c \mapsto z`), chosen deterministically for a given input and backend.
+    $c \mapsto z$), chosen deterministically for a given input and backend.
+
+    Under `torch.compile` the call is a graph break: the solve runs eagerly, the model
+    around it is compiled, and values and gradients are those of eager mode
+    (`tests/combgrad/test_compile.py`); `fullgraph=True` is not supported.
 
     Args:
         c: costs, shape (n,) or (B, n).
@@ -212,8 +216,8 @@ def lp_value(
         b_eq: equality right-hand side, shape (m_eq,) or (B, m_eq).
         bounds: scipy-style bounds shared by the batch (default ``x >= 0``); not differentiable.
         integrality: 0/1 per variable (1 = integer), shared by the batch.
-        backend: a name from :func:`solvers.available_backends`.
-        options: backend options, as for :func:`solvers.solve`.
+        backend: a name from `solvers.available_backends()`.
+        options: backend options, as for `solvers.solve`.
         integer_duals: for integer programs, gradients in ``b`` or ``A`` are not defined in
             general and raise an error, unless ``"fixed"``: then the duals of the LP with
             every integer variable fixed at its optimal value are used (an approximation that
@@ -237,11 +241,16 @@ def lp_value(
             optimal solution (message names the batch item); never a nan loss.
 
     Example:
-        >>> c = torch.tensor([-1.0, -2.0], requires_grad=True)
-        >>> z = lp_value(c, torch.tensor([[1.0, 1.0]]), torch.tensor([4.0]),
-        ...              torch.tensor([[1.0, -1.0]]), torch.tensor([1.0]))
-        >>> z.backward(); c.grad
-        tensor([2.5000, 1.5000])
+        ```python
+        import torch
+        from combgrad import lp_value
+
+        c = torch.tensor([-1.0, -2.0], requires_grad=True)
+        z = lp_value(c, torch.tensor([[1.0, 1.0]]), torch.tensor([4.0]),
+                     torch.tensor([[1.0, -1.0]]), torch.tensor([1.0]))
+        z.backward()
+        print(c.grad)  # x* = tensor([2.5000, 1.5000])
+        ```
     """
     if not isinstance(c, torch.Tensor):
         c = _to_tensor("c", c, None)

@@ -16,11 +16,11 @@ __all__ = ["LPValue"]
 
 
 class LPValue(nn.Module):
-    r"""Optimal value :math:`z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}`.
+    r"""Optimal value $z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}$.
 
     The constraint data are stored once (as buffers, or as learnable parameters when asked)
     and ``forward(c)`` solves for costs ``c`` of shape (n,) or (B, n), reusing one backend
-    model across the batch. Gradients follow :func:`combgrad.lp_value`.
+    model across the batch. Gradients follow [`lp_value`][combgrad.functional.lp.lp_value].
 
     Args:
         A_ub: constraint data (tensors, arrays, read-only arrays or scipy sparse matrices),
@@ -28,19 +28,23 @@ class LPValue(nn.Module):
         b_ub: constraint data (tensors or arrays), shared by every call.
         A_eq: constraint data (tensors or arrays), shared by every call.
         b_eq: constraint data (tensors or arrays), shared by every call.
-        bounds: as for :func:`combgrad.lp_value`.
-        integrality: as for :func:`combgrad.lp_value`.
+        bounds: as for [`lp_value`][combgrad.functional.lp.lp_value].
+        integrality: as for [`lp_value`][combgrad.functional.lp.lp_value].
         learn_b: make ``b_ub``/``b_eq`` learnable parameters (LPs, or ILPs with
             ``integer_duals="fixed"``).
         learn_A: make ``A_ub``/``A_eq`` learnable parameters.
-        backend: passed to :func:`combgrad.lp_value`.
-        options: passed to :func:`combgrad.lp_value`.
-        integer_duals: passed to :func:`combgrad.lp_value`.
+        backend: passed to [`lp_value`][combgrad.functional.lp.lp_value].
+        options: passed to [`lp_value`][combgrad.functional.lp.lp_value].
+        integer_duals: passed to [`lp_value`][combgrad.functional.lp.lp_value].
 
     Example:
-        >>> layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
-        >>> layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]]))
-        tensor([-0.2000,  0.0000])
+        ```python
+        import torch
+        from combgrad.nn import LPValue
+
+        layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
+        print(layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]])))  # [-0.2, 0.0]
+        ```
     """
 
     def __init__(
