@@ -293,8 +293,65 @@ def _check_shape_mismatch(rank: int, world: int) -> dict:
     return {"error": None}
 
 
+def _check_wire_bytes(rank: int, world: int) -> dict:
+    """Bytes handed to torch.distributed during step(), counted by wrapping its functions.
+
+    Point to point: an ``isend`` counts as sent, an ``irecv`` as received; a broadcast counts
+    ``n - 1`` copies sent at its source and one received elsewhere. The optimizers' own
+    counters must agree exactly, and stay far below what dense float64 SGD would send.
+    """
+    counted = {"sent": 0, "received": 0, "other": []}
+    originals = {name: getattr(dist, name) for name in ("isend", "irecv", "broadcast")}
+
+    def nbytes(t: torch.Tensor) -> int:
+        return t.numel() * t.element_size()
+
+    def isend(tensor, *args, **kwargs):
+        counted["sent"] += nbytes(tensor)
+        return originals["isend"](tensor, *args, **kwargs)
+
+    def irecv(tensor, *args, **kwargs):
+        counted["received"] += nbytes(tensor)
+        return originals["irecv"](tensor, *args, **kwargs)
+
+    def broadcast(tensor, src, *args, **kwargs):
+        if src == dist.get_rank():
+            counted["sent"] += nbytes(tensor) * (dist.get_world_size() - 1)
+        else:
+            counted["received"] += nbytes(tensor)
+        return originals["broadcast"](tensor, src, *args, **kwargs)
+
+    out = {}
+    A, b, _ = _least_squares(world)
+    for name, make in (
+        ("dore", lambda p: DORE(p, lr=0.5, seed=1)),
+        ("memoryless", lambda p: CompressedSGD(p, lr=0.5, seed=1)),
+        ("identity", lambda p: DORE(p, lr=0.5, compressor=Identity(), seed=1)),
+    ):
+        x = torch.nn.Parameter(torch.zeros(DIM, dtype=torch.float64))
+        opt = make([x])  # setup traffic (shape check, initial broadcast) is not counted
+        counted.update(sent=0, received=0)
+        for name_, fn in (("isend", isend), ("irecv", irecv), ("broadcast", broadcast)):
+            setattr(dist, name_, fn)
+        try:
+            for _ in range(5):
+                x.grad = A[rank].T @ (A[rank] @ x.detach() - b[rank])
+                opt.step()
+        finally:
+            for name_, fn in originals.items():
+                setattr(dist, name_, fn)
+        out[name] = {
+            "counted": (counted["sent"], counted["received"]),
+            "reported": (opt.bytes_sent, opt.bytes_received),
+            "dense_step_bytes": opt.dense_bytes_per_step(),
+            "steps": opt.step_count,
+        }
+    return out
+
+
 def _main_checks(rank: int, world: int) -> dict:
     return {
+        "wire_bytes": _check_wire_bytes(rank, world),
         "identity": _check_identity_equals_sgd(rank, world),
         "convergence": _check_convergence(rank, world),
         "bytes": _check_bytes_per_step(rank, world),
@@ -405,6 +462,22 @@ def test_dore_bytes_ratio_on_least_squares(main_results):
     assert totals["bytes_ratio"] < (2 + 32 * 2 / DIM + 32 / DIM) / 64
 
 
+def test_bytes_handed_to_torch_distributed_equal_the_counters(main_results):
+    sent: dict[str, int] = {}
+    dense: dict[str, int] = {}
+    for rank, result in enumerate(main_results):
+        for method, r in result["wire_bytes"].items():
+            assert r["counted"] == r["reported"], (rank, method)
+            assert r["counted"][0] + r["counted"][1] > 0, (rank, method)
+            sent[method] = sent.get(method, 0) + r["counted"][0]
+            dense[method] = dense.get(method, 0) + r["steps"] * r["dense_step_bytes"]
+    # Summed over ranks, dense ring all-reduce SGD sends half of its sent + received volume.
+    assert 2 * sent["identity"] == dense["identity"]  # uncompressed: the same volume
+    for method in ("dore", "memoryless"):
+        ratio = 2 * sent[method] / dense[method]
+        assert ratio < 0.05, (method, ratio)  # float64 payloads: >= 95 % saved
+
+
 def test_bytes_per_step_match_packed_sizes(main_results):
     for rank, result in enumerate(main_results):
         assert result["bytes"]["mismatches"] == [], rank
@@ -454,11 +527,12 @@ def test_example_quick(tmp_path, monkeypatch):
     for model in ("logreg", "mlp"):
         sgd, dore = by_key[(model, "sgd")], by_key[(model, "dore")]
         assert dore["steps"] == sgd["steps"] > 0
-        assert dore["test_accuracy"] > 0.5  # far above chance (0.1) after 2 epochs
-        assert sgd["test_accuracy"] > 0.5
-        # Ternary payloads: far fewer bytes than dense float32 SGD, both directions counted.
+        assert sgd["test_accuracy"] > 0.85  # learnt (chance is 0.1) in the 2 quick epochs
+        # The docs' claims, with the margin of the quick run (2 epochs instead of 30; one test
+        # image is 0.22 points): DORE within 2 points of SGD, and >= 95 % of the bytes saved.
+        assert dore["test_accuracy"] >= sgd["test_accuracy"] - 0.02, (model, dore, sgd)
         assert sgd["bytes_ratio"] == 1.0
-        assert dore["total_bytes"] < 0.1 * sgd["total_bytes"]
+        assert dore["total_bytes"] <= 0.05 * sgd["total_bytes"], (model, dore["bytes_ratio"])
 
 
 def test_launch_returns_tensors():
