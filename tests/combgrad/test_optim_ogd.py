@@ -300,18 +300,31 @@ def test_state_dict_round_trip():
 
 
 # ---------------------------------------------------------------------------- the example
-def test_example_quick_ogd_forgets_less_than_sgd(tmp_path):
+# OGD-GTL's task-1 accuracy after the last quick task beats SGD's by at least this much on
+# every seed (measured on seeds 0, 1, 2: +5.6/+9.7/+19.5 points permuted, +12.6/+12.8/+15.0
+# rotated); docs/optim/ogd.md states the same.
+OGD_MARGIN = {"permuted": 0.03, "rotated": 0.08}
+
+
+@pytest.mark.slow
+def test_example_quick_ogd_forgets_less_than_sgd_on_every_seed(tmp_path):
     spec = importlib.util.spec_from_file_location("ogd_continual_digits", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    results = example.main(["--quick", "--out", str(tmp_path)])
+    results = example.main(
+        ["--quick", "--seeds", "0", "1", "2", "--methods", "SGD", "OGD-GTL", "--out",
+         str(tmp_path)]
+    )  # fmt: skip
     assert (tmp_path / "task1_accuracy.png").is_file()
-    for benchmark in ("permuted", "rotated"):
+    for benchmark, margin in OGD_MARGIN.items():
         res = results[benchmark]
-        final_task1 = {m: res[m]["acc"][-1][0] for m in ("SGD", "EWC", "OGD-GTL")}
         learned_task1 = res["SGD"]["acc"][0][0]
         assert learned_task1 > 0.5  # task 1 was learned (chance is 0.1)
-        assert final_task1["OGD-GTL"] > final_task1["SGD"], (benchmark, final_task1)
+        sgd = [final[0] for final in res["SGD"]["final_per_seed"]]
+        ogd = [final[0] for final in res["OGD-GTL"]["final_per_seed"]]
+        assert len(sgd) == len(ogd) == 3
+        for seed, (a, b) in enumerate(zip(sgd, ogd)):
+            assert b >= a + margin, (benchmark, seed, a, b)
 
 
 def test_add_param_group_after_remember():
