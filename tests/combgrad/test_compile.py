@@ -146,6 +146,7 @@ PAIRS = [(case, "aot_eager") for case in CASES if case != "alignment_loss"]
 PAIRS.append(("lp_value", "eager"))
 
 
+@pytest.mark.slow  # Dynamo tracing: several seconds per case on 2 busy cores
 @pytest.mark.parametrize(("case", "compile_backend"), PAIRS)
 def test_compiled_matches_eager(case, compile_backend):
     fn = CASES[case]

@@ -569,6 +569,7 @@ print(opt.gather_byte_counts()["steps"], flush=True)
 """
 
 
+@pytest.mark.slow
 def test_gloo_group_left_up_is_destroyed_before_interpreter_exit():
     """The docs' snippet without destroy_process_group: the group is gone before finalization."""
     import subprocess
