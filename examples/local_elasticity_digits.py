@@ -86,6 +86,7 @@ def neural_scores(
         epochs=args.epochs,
         batch_size=50,
         seed=args.seed,
+        lr=args.lr_relu if activation == "relu" else args.lr_linear,
     )
     targets = x_prim.new_ones(x_prim.shape[0])
     name = "ReLU" if activation == "relu" else "linear"
@@ -139,6 +140,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--similarity-lr", dest="similarity_lr", type=float, default=1e-5)
     parser.add_argument("--pca", type=int, default=10, help="PCA components of the baseline")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lr-relu", dest="lr_relu", type=float, default=None, help="default 3e-3 (the paper's)"
+    )
+    parser.add_argument(
+        "--lr-linear",
+        dest="lr_linear",
+        type=float,
+        default=None,
+        help="default 3e-5 (the paper's; too small to train in a quick run: --quick uses 3e-3)",
+    )
     parser.add_argument("--max-per-class", dest="max_per_class", type=int, default=None)
     parser.add_argument(
         "--pairs", nargs="+", default=None, help="subset of pairs to run, e.g. 5v8 3v5"
@@ -150,6 +161,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.epochs = 30 if args.quick else 200
     if args.quick and args.max_per_class is None:
         args.max_per_class = 60
+    if args.lr_relu is None:
+        args.lr_relu = 3e-3
+    if args.lr_linear is None:
+        args.lr_linear = 3e-3 if args.quick else 3e-5
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small problems: one thread is fastest and reproducible
     try:

@@ -156,12 +156,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--memory", type=int, default=200, help="samples remembered per task")
     parser.add_argument("--ewc-lambda", type=float, default=10.0)
     parser.add_argument("--rotation-step", type=float, default=15.0, help="degrees per task")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("out/ogd_continual_digits"))
     args = parser.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1, 2]
     if args.quick:
-        args.tasks, args.seeds = 3, args.seeds[:1]
+        args.tasks = 3
         args.methods = [m for m in args.methods if m != "OGD-AVE"]  # keep the tests fast
     return args
 

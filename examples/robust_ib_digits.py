@@ -153,6 +153,7 @@ def _run(args: argparse.Namespace) -> dict:
         }
         for eps in args.eps:
             row[f"fgsm_{eps}"] = float(np.mean([r["fgsm"][str(eps)] for r in runs]))
+        row["per_seed"] = runs  # clean, sensitivity and fgsm of each seed
         summary.append(row)
 
     header = "| alpha | clean acc | sensitivity E‖J_mu‖_F | " + " | ".join(

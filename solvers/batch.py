@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,17 @@ def _solve_chunk(
     return out
 
 
+_UNGUARDED_SCRIPT = (
+    "solve_batch(workers={workers}): the worker processes died at start-up; they re-import "
+    'the calling script, so put the call under `if __name__ == "__main__":`.'
+)
+
+
+def _main_is_a_script() -> bool:
+    """Whether ``__main__`` is a file that spawned workers re-run (a script or ``-m``, no REPL)."""
+    return getattr(sys.modules.get("__main__"), "__file__", None) is not None
+
+
 def solve_batch(
     problems_or_costs: Sequence[Any],
     *,
@@ -78,7 +91,15 @@ def solve_batch(
         time_limit: as for :func:`solvers.solve`.
         options: as for :func:`solvers.solve`.
         workers: solve in this many worker processes (spawned, so that solver
-            thread pools are never forked), one contiguous chunk each.
+            thread pools are never forked), one contiguous chunk each. Each call
+            starts a fresh pool, and each spawned process imports numpy, scipy and
+            the backend: about 1-2 s per worker (3.6 s for 2 workers and 8 s for 4
+            on a busy 2-core machine, against 0.02 s for the whole 8-item batch in
+            the calling process), so it pays off only for batches that take much
+            longer. Pass ``executor=`` to reuse one pool across calls. The workers
+            re-import the calling script: from a script, call `solve_batch` under
+            ``if __name__ == "__main__":`` (otherwise a one-line `RuntimeError`
+            says so).
         executor: any ``concurrent.futures.Executor`` (e.g. a dask.distributed
             client's executor) to run the chunks on; overrides ``workers``.
 
@@ -121,6 +142,10 @@ def solve_batch(
         for (lo, hi), future in zip(itertools.pairwise(bounds), futures):
             try:
                 results.extend(future.result())
+            except BrokenProcessPool as exc:
+                if own_pool is not None and not results and _main_is_a_script():
+                    raise RuntimeError(_UNGUARDED_SCRIPT.format(workers=workers)) from exc
+                results.extend(_failed(int(i), backend, exc) for i in range(lo, hi))
             except Exception as exc:  # a worker died: lose only its own items
                 results.extend(_failed(int(i), backend, exc) for i in range(lo, hi))
         return results

@@ -7,6 +7,7 @@ baselines. Only torch is imported.
 
 from __future__ import annotations
 
+import atexit
 import zlib
 from collections.abc import Sequence
 from datetime import timedelta
@@ -44,6 +45,29 @@ def _to_timedelta(timeout: float | timedelta) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+_EXIT_HOOK_REGISTERED = False
+
+
+def _destroy_gloo_group_at_exit() -> None:
+    """Leave a gloo default process group that is still up when the interpreter exits.
+
+    Without `destroy_process_group`, gloo's worker threads can still hold the last reference to
+    a finished asynchronous work (and its tensors) while the interpreter is torn down; releasing
+    it then aborts the process (``terminate called without an active exception``), at random.
+    Destroying the group while Python is still alive joins those threads first. It is local (no
+    collective) for gloo, and a no-op if the program already called `destroy_process_group`.
+    """
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
+        dist.destroy_process_group()
+
+
+def _register_exit_hook() -> None:
+    global _EXIT_HOOK_REGISTERED
+    if not _EXIT_HOOK_REGISTERED:
+        atexit.register(_destroy_gloo_group_at_exit)
+        _EXIT_HOOK_REGISTERED = True
+
+
 class _CommunicatingOptimizer(Optimizer):
     """Base class: flat parameter layout, byte counters, timeouts and consistency checks.
 
@@ -68,6 +92,7 @@ class _CommunicatingOptimizer(Optimizer):
                 "torch.distributed.init_process_group(...) first (torchrun sets the environment), "
                 "or start the workers with combgrad.distributed.launch(...)"
             )
+        _register_exit_hook()
         self.process_group = process_group
         self.rank = dist.get_rank(process_group)
         self.world_size = dist.get_world_size(process_group)

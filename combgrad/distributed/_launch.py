@@ -9,6 +9,7 @@ Every process is joined with a deadline and killed if it overstays, so nothing h
 from __future__ import annotations
 
 import os
+import pickle
 import queue as queue_module
 import socket
 import time
@@ -67,6 +68,9 @@ def init_from_env(backend: str | None = None, timeout: float = 60.0) -> tuple[in
     return dist.get_rank(), dist.get_world_size()
 
 
+#: Seconds to wait, after a failure report, for reports of earlier failures from other ranks.
+_FAILURE_GRACE = 0.5
+
 _PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "combgrad.distributed"]
 
 
@@ -97,6 +101,7 @@ def _worker(
 ) -> None:
     _pin_gloo_to_loopback()
     torch.set_num_threads(1)  # one intra-op thread per process: the processes share the cores
+    initialized = False
     try:
         dist.init_process_group(
             backend,
@@ -105,14 +110,46 @@ def _worker(
             world_size=world_size,
             timeout=timedelta(seconds=timeout),
         )
-        try:
-            result = fn(rank, world_size, *args)
-        finally:
-            dist.destroy_process_group()
-        results.put((rank, True, result))
+        initialized = True
+        result = fn(rank, world_size, *args)
+        # Plain pickle, by value: torch.multiprocessing's queue would share a tensor's storage
+        # through a file descriptor that dies with this process, before the parent reads it.
+        report = (rank, True, time.time(), pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except BaseException:
-        results.put((rank, False, traceback.format_exc()))
-        raise
+        report = (rank, False, time.time(), traceback.format_exc())
+    # Report before leaving the process group: a failing rank's peers fail in turn when it
+    # leaves, and the failure that caused theirs must reach the parent first.
+    results.put(report)
+    results.close()
+    results.join_thread()
+    if initialized:
+        dist.destroy_process_group()
+    if not report[1]:
+        raise SystemExit(1)
+
+
+def _raise_first_failure(results: Any, failure: tuple[float, int, str]) -> None:
+    """Raise for the earliest failure among ``failure`` and those reported just after it.
+
+    A rank that fails makes its peers fail in turn (their collectives lose a member); reports
+    arriving within a short grace period are compared by the time each failure happened.
+    """
+    failures = [failure]
+    grace = time.monotonic() + _FAILURE_GRACE
+    while True:
+        remaining = grace - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            rank, ok, when, value = results.get(timeout=remaining)
+        except queue_module.Empty:
+            break
+        if not ok:
+            failures.append((when, rank, value))
+    when, rank, value = min(failures)
+    others = sorted(r for _, r, _ in failures if r != rank)
+    also = f" (then rank(s) {others} failed too)" if others else ""
+    raise RuntimeError(f"launch: rank {rank} raised first{also}:\n{value}")
 
 
 def launch(
@@ -128,7 +165,8 @@ def launch(
 ) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned local processes.
 
-    ``fn`` must be picklable (defined at module top level). Its return values must be picklable.
+    ``fn`` must be picklable (defined at module top level). Its return values must be picklable;
+    they are pickled by value (tensors included, CPU or not), so they outlive the worker.
 
     Args:
         fn: the per-rank function; the default process group is initialized when it runs.
@@ -147,8 +185,9 @@ def launch(
         The return values of ``fn``, indexed by rank.
 
     Raises:
-        RuntimeError: if a process raised (the message carries its traceback; the others are
-            killed at once) or exited without a result.
+        RuntimeError: if a process raised (the message carries the traceback of the rank that
+            failed first, and names the ranks that failed after it; the others are killed at
+            once) or exited without a result.
         TimeoutError: if the processes did not finish within ``join_timeout`` seconds.
     """
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
@@ -180,14 +219,14 @@ def launch(
             all_exited = not any(p.is_alive() for p in processes)
             try:
                 # Once every process has exited, whatever they reported is already in the pipe.
-                rank, ok, value = results.get(timeout=0.05 if all_exited else 0.2)
+                rank, ok, when, value = results.get(timeout=0.05 if all_exited else 0.2)
             except queue_module.Empty:
                 if all_exited:
                     break
                 continue
             if not ok:
-                raise RuntimeError(f"launch: rank {rank} raised:\n{value}")
-            collected[rank] = value
+                _raise_first_failure(results, (when, rank, value))
+            collected[rank] = pickle.loads(value)
         missing = [r for r in range(world_size) if r not in collected]
         if missing and not allow_missing:
             raise RuntimeError(

@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.autograd.function import once_differentiable
 
 import solvers
+
+from .._compile import eager_under_compile
 
 __all__ = ["lp_value"]
 
@@ -150,21 +153,30 @@ class _LPValue(torch.autograd.Function):
 
 
 def _to_tensor(name: str, value: Any, like: torch.Tensor | None) -> torch.Tensor | None:
+    """A tensor from a tensor, an array (read-only ones too), a list or a scipy sparse matrix.
+
+    Arrays are copied, so a read-only array (as `solvers.LinearProgram` stores them) is never
+    shared with a writable tensor; sparse matrices are densified (the gradient in ``A`` is
+    dense anyway).
+    """
     if value is None:
         return None
     if not isinstance(value, torch.Tensor):
         try:
-            value = torch.as_tensor(
-                np.asarray(value, dtype=np.float64),
-                dtype=like.dtype if like is not None else torch.float64,
-            )
+            array = value.toarray() if sp.issparse(value) else value
+            array = np.array(array, dtype=np.float64)  # a writable copy
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"`{name}` must be a tensor or array of numbers.") from exc
+            raise TypeError(
+                f"`{name}` must be a tensor, an array of numbers or a scipy sparse matrix; "
+                f"got {type(value).__name__}."
+            ) from exc
+        value = torch.from_numpy(array).to(like.dtype if like is not None else torch.float64)
     if not value.is_floating_point():
         value = value.to(like.dtype if like is not None else torch.get_default_dtype())
     return value
 
 
+@eager_under_compile  # the solver is not traceable: a graph break under torch.compile
 def lp_value(
     c: torch.Tensor,
     A_ub: torch.Tensor | None = None,
@@ -184,13 +196,17 @@ def lp_value(
     Any tensor argument may carry a leading batch dimension ``B``; the others are broadcast
     across it. With only ``c`` batched, one backend model is built and re-solved with each
     item's costs. Backward uses the generalized gradient from the forward solve:
-    :math:`\partial z/\partial c = x^*`, :math:`\partial z/\partial b = y^*`,
-    :math:`\partial z/\partial A = -y^* x^{*T}` (duals ``y = dz/db``; ``y_ub <= 0``).
+    $\partial z/\partial c = x^*$, $\partial z/\partial b = y^*$,
+    $\partial z/\partial A = -y^* x^{*T}$ (duals ``y = dz/db``; ``y_ub <= 0``).
     Gradients are computed only for the inputs that require them.
 
     At a degenerate or tied optimum the solver's vertex is returned: it is a valid element
     of the generalized gradient (for ``c``, the superdifferential of the concave function
-    :math:`c \mapsto z`), chosen deterministically for a given input and backend.
+    $c \mapsto z$), chosen deterministically for a given input and backend.
+
+    Under `torch.compile` the call is a graph break: the solve runs eagerly, the model
+    around it is compiled, and values and gradients are those of eager mode
+    (`tests/combgrad/test_compile.py`); `fullgraph=True` is not supported.
 
     Args:
         c: costs, shape (n,) or (B, n).
@@ -200,8 +216,8 @@ def lp_value(
         b_eq: equality right-hand side, shape (m_eq,) or (B, m_eq).
         bounds: scipy-style bounds shared by the batch (default ``x >= 0``); not differentiable.
         integrality: 0/1 per variable (1 = integer), shared by the batch.
-        backend: a name from :func:`solvers.available_backends`.
-        options: backend options, as for :func:`solvers.solve`.
+        backend: a name from `solvers.available_backends()`.
+        options: backend options, as for `solvers.solve`.
         integer_duals: for integer programs, gradients in ``b`` or ``A`` are not defined in
             general and raise an error, unless ``"fixed"``: then the duals of the LP with
             every integer variable fixed at its optimal value are used (an approximation that
@@ -211,7 +227,12 @@ def lp_value(
 
     Returns:
         ``z`` of shape () or (B,) in ``c``'s dtype and device; with ``return_solution``,
-        the pair ``(z, x)``.
+        the pair ``(z, x)``. An empty batch (``B == 0``) solves nothing and returns
+        empty tensors (shapes (0,) and (0, n)), as the losses do with ``reduction="none"``.
+
+    Every constraint argument may also be a numpy array (read-only ones included) or a
+    scipy sparse matrix, as the `solvers` builders return them; these are copied (and
+    densified) into tensors, which do not require grad.
 
     Raises:
         ValueError: wrong shapes, NaN/inf, or an unsupported gradient request (message names
@@ -220,11 +241,16 @@ def lp_value(
             optimal solution (message names the batch item); never a nan loss.
 
     Example:
-        >>> c = torch.tensor([-1.0, -2.0], requires_grad=True)
-        >>> z = lp_value(c, torch.tensor([[1.0, 1.0]]), torch.tensor([4.0]),
-        ...              torch.tensor([[1.0, -1.0]]), torch.tensor([1.0]))
-        >>> z.backward(); c.grad
-        tensor([2.5000, 1.5000])
+        ```python
+        import torch
+        from combgrad import lp_value
+
+        c = torch.tensor([-1.0, -2.0], requires_grad=True)
+        z = lp_value(c, torch.tensor([[1.0, 1.0]]), torch.tensor([4.0]),
+                     torch.tensor([[1.0, -1.0]]), torch.tensor([1.0]))
+        z.backward()
+        print(c.grad)  # x* = tensor([2.5000, 1.5000])
+        ```
     """
     if not isinstance(c, torch.Tensor):
         c = _to_tensor("c", c, None)
@@ -256,9 +282,7 @@ def lp_value(
             sizes[name] = t.shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"batch dimensions disagree: {sizes}.")
-    B = next(iter(sizes.values()), 1)
-    if B == 0:
-        raise ValueError("the batch is empty (leading dimension 0).")
+    B = next(iter(sizes.values()), 1)  # B == 0: an empty batch gives empty results
 
     integ = None if integrality is None else np.asarray(integrality)
     is_mip = integ is not None and bool(np.any(integ))

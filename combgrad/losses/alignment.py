@@ -10,6 +10,7 @@ from torch import nn
 
 import solvers
 
+from .._compile import eager_under_compile
 from ._common import (
     check_finite_or_neg_inf,
     check_index_tensor,
@@ -82,6 +83,7 @@ def _lp_alignments(
     return match, gaps
 
 
+@eager_under_compile  # the solver is not traceable: a graph break under torch.compile
 def alignment_loss(
     log_probs: torch.Tensor,
     targets: torch.Tensor,

@@ -8,6 +8,7 @@ from torch import nn
 
 import solvers
 
+from .._compile import eager_under_compile
 from ._common import (
     check_finite_or_neg_inf,
     check_index_tensor,
@@ -38,6 +39,7 @@ def _indicator_lp(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray, backend:
     return indicator
 
 
+@eager_under_compile  # the solver is not traceable: a graph break under torch.compile
 def matching_loss(
     log_probs: torch.Tensor,
     labels: torch.Tensor,

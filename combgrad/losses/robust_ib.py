@@ -56,6 +56,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .._compile import eager_under_compile
+
 __all__ = [
     "RobustIBLoss",
     "RobustIBTerms",
@@ -149,10 +151,16 @@ def _random(
     return out.to(like.device)
 
 
+@eager_under_compile
+def _call_eagerly(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    return fn(x)
+
+
 def _per_sample_sq_norm(g: Tensor) -> Tensor:
     return g.pow(2).reshape(g.shape[0], -1).sum(dim=1)
 
 
+@eager_under_compile  # double backward: not through aot_autograd (torch.compile)
 def _fisher_from_mean(
     mu: Tensor,
     x: Tensor,
@@ -214,6 +222,7 @@ def _fisher_from_mean(
     return total / num_probes
 
 
+@eager_under_compile  # double backward: not through aot_autograd (torch.compile)
 def fisher_information_penalty(
     encoder_mean: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -280,6 +289,7 @@ def fisher_information_penalty(
     return per_sample
 
 
+@eager_under_compile  # double backward: not through aot_autograd (torch.compile)
 def score_fisher_information(
     log_prob: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor
 ) -> Tensor:
@@ -386,7 +396,9 @@ def robust_ib_loss(
     # The penalty differentiates mu with respect to x, so mu needs a graph even when the loss
     # is only evaluated (under torch.no_grad()); the graph is then not kept.
     with torch.set_grad_enabled(grad_enabled or alpha > 0):
-        mu = encoder_mean(x_in)
+        # The penalty trains the encoder by double backward, which graphs compiled by
+        # aot_autograd do not support: under torch.compile the encoder then runs eagerly.
+        mu = _call_eagerly(encoder_mean, x_in) if alpha > 0 else encoder_mean(x_in)
     _check_mean(mu, x.shape[0], sigma)
     n, dim_t = mu.shape
     scale = torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device).expand(dim_t)

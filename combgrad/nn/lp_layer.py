@@ -8,36 +8,43 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..functional.lp import lp_value
+import solvers
+
+from ..functional.lp import _to_tensor, lp_value
 
 __all__ = ["LPValue"]
 
 
 class LPValue(nn.Module):
-    r"""Optimal value :math:`z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}`.
+    r"""Optimal value $z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}$.
 
     The constraint data are stored once (as buffers, or as learnable parameters when asked)
     and ``forward(c)`` solves for costs ``c`` of shape (n,) or (B, n), reusing one backend
-    model across the batch. Gradients follow :func:`combgrad.lp_value`.
+    model across the batch. Gradients follow [`lp_value`][combgrad.functional.lp.lp_value].
 
     Args:
-        A_ub: constraint data (tensors or arrays), shared by every call.
+        A_ub: constraint data (tensors, arrays, read-only arrays or scipy sparse matrices),
+            shared by every call.
         b_ub: constraint data (tensors or arrays), shared by every call.
         A_eq: constraint data (tensors or arrays), shared by every call.
         b_eq: constraint data (tensors or arrays), shared by every call.
-        bounds: as for :func:`combgrad.lp_value`.
-        integrality: as for :func:`combgrad.lp_value`.
+        bounds: as for [`lp_value`][combgrad.functional.lp.lp_value].
+        integrality: as for [`lp_value`][combgrad.functional.lp.lp_value].
         learn_b: make ``b_ub``/``b_eq`` learnable parameters (LPs, or ILPs with
             ``integer_duals="fixed"``).
         learn_A: make ``A_ub``/``A_eq`` learnable parameters.
-        backend: passed to :func:`combgrad.lp_value`.
-        options: passed to :func:`combgrad.lp_value`.
-        integer_duals: passed to :func:`combgrad.lp_value`.
+        backend: passed to [`lp_value`][combgrad.functional.lp.lp_value].
+        options: passed to [`lp_value`][combgrad.functional.lp.lp_value].
+        integer_duals: passed to [`lp_value`][combgrad.functional.lp.lp_value].
 
     Example:
-        >>> layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
-        >>> layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]]))
-        tensor([-0.2000,  0.0000])
+        ```python
+        import torch
+        from combgrad.nn import LPValue
+
+        layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
+        print(layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]])))  # [-0.2, 0.0]
+        ```
     """
 
     def __init__(
@@ -64,7 +71,8 @@ class LPValue(nn.Module):
             ("A_eq", A_eq, learn_A),
             ("b_eq", b_eq, learn_b),
         ):
-            tensor = None if value is None else torch.as_tensor(value, dtype=dtype).clone()
+            tensor = _to_tensor(name, value, None)
+            tensor = None if tensor is None else tensor.detach().to(dtype).clone()
             if tensor is not None and learn:
                 self.register_parameter(name, nn.Parameter(tensor))
             else:
@@ -74,9 +82,73 @@ class LPValue(nn.Module):
         self.backend = backend
         self.options = dict(options or {})
         self.integer_duals = integer_duals
+        self.register_buffer("c", None)  # default costs; set by `from_problem`
 
-    def forward(self, c: torch.Tensor, *, return_solution: bool = False):
-        """Optimal value for costs ``c`` of shape (n,) or (B, n); see :func:`combgrad.lp_value`."""
+    @classmethod
+    def from_problem(
+        cls,
+        problem: solvers.LinearProgram,
+        *,
+        learn_b: bool = False,
+        learn_A: bool = False,
+        backend: str = "highs",
+        options: Mapping[str, Any] | None = None,
+        integer_duals: Literal["fixed"] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> LPValue:
+        """A layer with the constraints, bounds and integrality of a `solvers.LinearProgram`.
+
+        The problem's costs become the default for `forward` (stored as the buffer ``c``),
+        so ``LPValue.from_problem(lp)()`` is the optimal value of ``lp`` itself.
+
+        Args:
+            problem: the program; its sparse matrices and read-only arrays are copied.
+            learn_b: as for the constructor.
+            learn_A: as for the constructor.
+            backend: as for the constructor.
+            options: as for the constructor.
+            integer_duals: as for the constructor.
+            dtype: as for the constructor.
+
+        Returns:
+            The layer.
+        """
+        if not isinstance(problem, solvers.LinearProgram):
+            raise TypeError(
+                f"`problem` must be a solvers.LinearProgram; got {type(problem).__name__}."
+            )
+
+        def rows(A: Any, b: Any) -> tuple[Any, Any]:
+            return (A, b) if A.shape[0] else (None, None)
+
+        A_ub, b_ub = rows(problem.A_ub, problem.b_ub)
+        A_eq, b_eq = rows(problem.A_eq, problem.b_eq)
+        layer = cls(
+            A_ub,
+            b_ub,
+            A_eq,
+            b_eq,
+            problem.bounds,
+            problem.integrality if problem.is_mip else None,
+            learn_b=learn_b,
+            learn_A=learn_A,
+            backend=backend,
+            options=options,
+            integer_duals=integer_duals,
+            dtype=dtype,
+        )
+        layer.c = _to_tensor("c", problem.c, None).to(dtype or torch.get_default_dtype())
+        return layer
+
+    def forward(self, c: torch.Tensor | None = None, *, return_solution: bool = False):
+        """Optimal value for costs ``c`` of shape (n,) or (B, n); see `combgrad.lp_value`.
+
+        ``c`` may be omitted for a layer built by `from_problem`: the problem's costs are used.
+        """
+        if c is None:
+            if self.c is None:
+                raise ValueError("`c` is required (this layer stores no default costs).")
+            c = self.c
         return lp_value(
             c,
             self.A_ub,

@@ -80,6 +80,11 @@ class OGD(Optimizer):
           would not.
         - Parameters whose ``grad`` is ``None`` count as having a zero gradient once a basis
           exists: the projection can still move them, as it must to stay orthogonal.
+        - Frozen parameters (``requires_grad=False``) are left out: `remember` stores zero
+          blocks for them and `step` never moves them, so the protection holds in the space
+          of the trainable parameters. Freeze or unfreeze parameters before `remember` (or
+          call `reset_basis` and remember again): a parameter frozen later keeps its part of
+          the stored directions, and leaving it still weakens the protection.
         - New vectors are orthonormalised as a block (two passes of classical Gram–Schmidt
           against the stored basis, then a thin SVD) instead of one at a time. The span is the
           same as sequential Gram–Schmidt; directions whose residual is below
@@ -185,8 +190,8 @@ class OGD(Optimizer):
         Args:
             model: the network being trained. ``model(x)`` must return logits of shape
                 ``(batch, c)``. Gradients are taken with respect to those of the optimizer's
-                parameters that belong to ``model`` (the others get zero gradient); the model's
-                other parameters and buffers stay fixed. Put the model in ``eval()`` mode if it
+                trainable parameters (``requires_grad=True``) that belong to ``model`` (the
+                others get zero gradient); the model's other parameters and buffers stay fixed. Put the model in ``eval()`` mode if it
                 has dropout or batch norm: samples are processed one at a time under
                 `torch.func.vmap`.
             inputs: samples of the finished task, shape ``(N, *input_shape)``.
@@ -207,7 +212,8 @@ class OGD(Optimizer):
         Raises:
             ValueError: on empty or non-finite ``inputs``, mismatched or out-of-range
                 ``targets``, a bad ``m``, ``variant`` or ``chunk_size``, model outputs that are
-                not ``(batch, c)``, or a model that shares no parameter with the optimizer.
+                not ``(batch, c)``, or a model that shares no trainable parameter with the
+                optimizer.
         """
         variant = self._resolve_variant(variant)
         if not isinstance(inputs, Tensor) or inputs.ndim < 1 or inputs.shape[0] == 0:
@@ -250,6 +256,8 @@ class OGD(Optimizer):
         offsets = _offsets(params)
         for p, start, stop in zip(params, offsets[:-1], offsets[1:]):
             new_block = added[start:stop].to(dtype=p.dtype, device=p.device)
+            if not p.requires_grad:  # exact zeros (the SVD leaves rounding noise in zero rows)
+                new_block = torch.zeros_like(new_block)
             old = self.state[p].get("ogd_basis")
             self.state[p]["ogd_basis"] = (
                 new_block.contiguous() if old is None else torch.cat([old, new_block], dim=1)
@@ -292,8 +300,8 @@ class OGD(Optimizer):
             for p in group["params"]:
                 if p.grad is not None and p.grad.is_sparse:
                     raise RuntimeError("OGD does not support sparse gradients")
-                if p.grad is None and blocks is None:
-                    continue
+                if not p.requires_grad or (p.grad is None and blocks is None):
+                    continue  # frozen parameters never move
                 params.append(p)
                 grads.append(p.grad)
                 lrs.append(group["lr"])
@@ -371,9 +379,11 @@ def _output_gradients(
     names = {}
     for name, tensor in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(tensor), name)
-    owned = [(i, names[id(p)]) for i, p in enumerate(params) if id(p) in names]
+    # Frozen parameters get zero rows: the step does not move them, so the stored directions
+    # must not involve them either.
+    owned = [(i, names[id(p)]) for i, p in enumerate(params) if id(p) in names and p.requires_grad]
     if not owned:
-        raise ValueError("`model` contains none of the optimizer's parameters")
+        raise ValueError("`model` contains none of the optimizer's trainable parameters")
     like = params[0]
     offsets = _offsets(params)
 

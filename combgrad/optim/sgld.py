@@ -170,6 +170,15 @@ class SGLD(Optimizer):
         }
         super().__init__(params, defaults)
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group, validating its hyperparameters (as the constructor does)."""
+        merged = {**self.defaults, **param_group}
+        lr = merged["lr"]
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        _check_hyperparameters(float(lr), merged["inverse_temperature"], merged["weight_decay"])
+        super().add_param_group(param_group)
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_generators", None)

@@ -280,11 +280,19 @@ def test_example_quick_runs(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = module.main(
-        ["--quick", "--out", str(tmp_path), "--hidden", "256", "--epochs", "15",
-         "--max-per-class", "40"]
+        ["--quick", "--pairs", "3v5", "--out", str(tmp_path), "--hidden", "256", "--epochs",
+         "15", "--max-per-class", "40"]
     )  # fmt: skip
     (row,) = out["rows"]
     assert Path(out["figure"]).is_file()
-    # far above chance (0.5) for the neural similarity on an easy pair
-    assert row["ReLU ker. + kernel K-means"] > 0.8
-    assert row["ReLU rel. + K-means"] > 0.8
+    assert row["pair"] == "3 v 5" and row["n_primary"] == 80
+    one_point = 1 / row["n_primary"]
+    # Both networks learn primary vs auxiliary, the linear control included (measured 0.90
+    # and 0.96 in this setting).
+    assert row["ReLU train acc"] >= 0.85
+    assert row["linear train acc"] >= 0.9
+    # The docs' claims against pixel K-means (measured 0.988 for all three here): the ReLU
+    # kernel similarity is on par with it, and the linear control reproduces it.
+    assert row["ReLU ker. + kernel K-means"] >= row["pixels K-means"] - one_point
+    assert abs(row["linear ker. + kernel K-means"] - row["pixels K-means"]) <= one_point
+    assert row["pixels K-means"] > 0.9

@@ -293,8 +293,65 @@ def _check_shape_mismatch(rank: int, world: int) -> dict:
     return {"error": None}
 
 
+def _check_wire_bytes(rank: int, world: int) -> dict:
+    """Bytes handed to torch.distributed during step(), counted by wrapping its functions.
+
+    Point to point: an ``isend`` counts as sent, an ``irecv`` as received; a broadcast counts
+    ``n - 1`` copies sent at its source and one received elsewhere. The optimizers' own
+    counters must agree exactly, and stay far below what dense float64 SGD would send.
+    """
+    counted = {"sent": 0, "received": 0, "other": []}
+    originals = {name: getattr(dist, name) for name in ("isend", "irecv", "broadcast")}
+
+    def nbytes(t: torch.Tensor) -> int:
+        return t.numel() * t.element_size()
+
+    def isend(tensor, *args, **kwargs):
+        counted["sent"] += nbytes(tensor)
+        return originals["isend"](tensor, *args, **kwargs)
+
+    def irecv(tensor, *args, **kwargs):
+        counted["received"] += nbytes(tensor)
+        return originals["irecv"](tensor, *args, **kwargs)
+
+    def broadcast(tensor, src, *args, **kwargs):
+        if src == dist.get_rank():
+            counted["sent"] += nbytes(tensor) * (dist.get_world_size() - 1)
+        else:
+            counted["received"] += nbytes(tensor)
+        return originals["broadcast"](tensor, src, *args, **kwargs)
+
+    out = {}
+    A, b, _ = _least_squares(world)
+    for name, make in (
+        ("dore", lambda p: DORE(p, lr=0.5, seed=1)),
+        ("memoryless", lambda p: CompressedSGD(p, lr=0.5, seed=1)),
+        ("identity", lambda p: DORE(p, lr=0.5, compressor=Identity(), seed=1)),
+    ):
+        x = torch.nn.Parameter(torch.zeros(DIM, dtype=torch.float64))
+        opt = make([x])  # setup traffic (shape check, initial broadcast) is not counted
+        counted.update(sent=0, received=0)
+        for name_, fn in (("isend", isend), ("irecv", irecv), ("broadcast", broadcast)):
+            setattr(dist, name_, fn)
+        try:
+            for _ in range(5):
+                x.grad = A[rank].T @ (A[rank] @ x.detach() - b[rank])
+                opt.step()
+        finally:
+            for name_, fn in originals.items():
+                setattr(dist, name_, fn)
+        out[name] = {
+            "counted": (counted["sent"], counted["received"]),
+            "reported": (opt.bytes_sent, opt.bytes_received),
+            "dense_step_bytes": opt.dense_bytes_per_step(),
+            "steps": opt.step_count,
+        }
+    return out
+
+
 def _main_checks(rank: int, world: int) -> dict:
     return {
+        "wire_bytes": _check_wire_bytes(rank, world),
         "identity": _check_identity_equals_sgd(rank, world),
         "convergence": _check_convergence(rank, world),
         "bytes": _check_bytes_per_step(rank, world),
@@ -333,6 +390,28 @@ def _failure_checks(rank: int, world: int) -> dict:
         except CommunicationError as exc:
             out[mode] = {"error": str(exc), "elapsed": time.monotonic() - start, "timeout": timeout}
     return out
+
+
+def _return_tensors(rank: int, world: int) -> dict:
+    """Tensors as results (issue: the parent could not rebuild shared-memory tensors)."""
+    x = torch.full((3, 4), float(rank), dtype=torch.float64)
+    dist.all_reduce(x)
+    return {"sum": x, "ids": torch.arange(5) * rank, "big": torch.ones(100_000) * rank}
+
+
+class _SlowToFormatError(RuntimeError):
+    """An error whose message takes a while to build, so its report is slow to leave the rank."""
+
+    def __str__(self) -> str:
+        time.sleep(1.0)
+        return "the original failure on rank 1"
+
+
+def _first_failure(rank: int, world: int) -> None:
+    """Rank 1 fails; rank 0 then fails in turn inside a collective that lost a member."""
+    if rank == 1:
+        raise _SlowToFormatError()
+    dist.barrier()
 
 
 # --------------------------------------------------------------------------------------- tests
@@ -381,6 +460,22 @@ def test_dore_bytes_ratio_on_least_squares(main_results):
     assert totals["bytes_sent"] == totals["bytes_received"]
     # Ternary bitmap: at most 2 bits per entry + 32 bits per block + header, vs 64-bit floats.
     assert totals["bytes_ratio"] < (2 + 32 * 2 / DIM + 32 / DIM) / 64
+
+
+def test_bytes_handed_to_torch_distributed_equal_the_counters(main_results):
+    sent: dict[str, int] = {}
+    dense: dict[str, int] = {}
+    for rank, result in enumerate(main_results):
+        for method, r in result["wire_bytes"].items():
+            assert r["counted"] == r["reported"], (rank, method)
+            assert r["counted"][0] + r["counted"][1] > 0, (rank, method)
+            sent[method] = sent.get(method, 0) + r["counted"][0]
+            dense[method] = dense.get(method, 0) + r["steps"] * r["dense_step_bytes"]
+    # Summed over ranks, dense ring all-reduce SGD sends half of its sent + received volume.
+    assert 2 * sent["identity"] == dense["identity"]  # uncompressed: the same volume
+    for method in ("dore", "memoryless"):
+        ratio = 2 * sent[method] / dense[method]
+        assert ratio < 0.05, (method, ratio)  # float64 payloads: >= 95 % saved
 
 
 def test_bytes_per_step_match_packed_sizes(main_results):
@@ -432,8 +527,58 @@ def test_example_quick(tmp_path, monkeypatch):
     for model in ("logreg", "mlp"):
         sgd, dore = by_key[(model, "sgd")], by_key[(model, "dore")]
         assert dore["steps"] == sgd["steps"] > 0
-        assert dore["test_accuracy"] > 0.5  # far above chance (0.1) after 2 epochs
-        assert sgd["test_accuracy"] > 0.5
-        # Ternary payloads: far fewer bytes than dense float32 SGD, both directions counted.
+        assert sgd["test_accuracy"] > 0.85  # learnt (chance is 0.1) in the 2 quick epochs
+        # The docs' claims, with the margin of the quick run (2 epochs instead of 30; one test
+        # image is 0.22 points): DORE within 2 points of SGD, and >= 95 % of the bytes saved.
+        assert dore["test_accuracy"] >= sgd["test_accuracy"] - 0.02, (model, dore, sgd)
         assert sgd["bytes_ratio"] == 1.0
-        assert dore["total_bytes"] < 0.1 * sgd["total_bytes"]
+        assert dore["total_bytes"] <= 0.05 * sgd["total_bytes"], (model, dore["bytes_ratio"])
+
+
+def test_launch_returns_tensors():
+    results = launch(_return_tensors, 2, timeout=TIMEOUT, join_timeout=JOIN_TIMEOUT)
+    for rank, result in enumerate(results):
+        torch.testing.assert_close(result["sum"], torch.ones(3, 4, dtype=torch.float64))
+        assert torch.equal(result["ids"], torch.arange(5) * rank)
+        assert torch.equal(result["big"], torch.ones(100_000) * rank)
+
+
+def test_launch_reports_the_first_failure():
+    with pytest.raises(RuntimeError) as info:
+        launch(_first_failure, 2, timeout=TIMEOUT, join_timeout=JOIN_TIMEOUT)
+    message = str(info.value)
+    assert message.startswith("launch: rank 1 raised first")
+    assert "the original failure on rank 1" in message
+
+
+EXIT_SCRIPT = """
+import atexit, sys
+import torch, torch.distributed as dist
+from combgrad.distributed import DORE, find_free_port
+
+# Registered first, so it runs last: after the optimizers' exit hook.
+atexit.register(lambda: print("initialized at exit:", dist.is_initialized(), flush=True))
+dist.init_process_group(
+    "gloo", init_method=f"tcp://127.0.0.1:{find_free_port()}", rank=0, world_size=1
+)
+x = torch.nn.Parameter(torch.ones(8))
+opt = DORE([x], lr=0.1, seed=0)
+x.grad = torch.ones_like(x)
+opt.step()
+print(opt.gather_byte_counts()["steps"], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_gloo_group_left_up_is_destroyed_before_interpreter_exit():
+    """The docs' snippet without destroy_process_group: the group is gone before finalization."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "initialized", "at", "exit:", "False"]

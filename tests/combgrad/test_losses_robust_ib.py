@@ -269,13 +269,23 @@ def test_invalid_inputs():
         fisher_information_penalty(encoder, x, 1.0, method="hutchinson", probes=torch.ones(2, 5, 4))
 
 
-def test_example_quick_tradeoff(tmp_path):
+@pytest.mark.slow
+def test_example_quick_tradeoff_on_every_seed(tmp_path):
+    """The docs' trade-off, seed by seed (quick: alpha 0 vs 0.03, 6 epochs, seeds 0-2).
+
+    Measured: sensitivity ratio 0.10-0.11, FGSM gains +0.18..+0.27 (eps 0.1) and +0.17..+0.25
+    (eps 0.2), clean accuracy 0.90-0.94 (VIB) and 0.74-0.82 (robust).
+    """
     spec = importlib.util.spec_from_file_location("robust_ib_digits", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = module.main(["--quick", "--out", str(tmp_path), "--eps", "0.2"])
+    out = module.main(["--quick", "--seeds", "3", "--out", str(tmp_path), "--eps", "0.1", "0.2"])
     base, robust = out["summary"]
+    assert (base["alpha"], robust["alpha"]) == (0.0, 0.03)
     assert Path(out["figure"]).is_file()
-    assert base["clean"] > 0.5 and robust["clean"] > 0.3  # chance is 0.1
-    assert robust["sensitivity"] < 0.5 * base["sensitivity"]
-    assert robust["fgsm_0.2"] > base["fgsm_0.2"]
+    assert len(base["per_seed"]) == len(robust["per_seed"]) == 3
+    for seed, (b, r) in enumerate(zip(base["per_seed"], robust["per_seed"])):
+        assert b["clean"] > 0.85 and r["clean"] > 0.65, seed  # chance is 0.1
+        assert r["sensitivity"] < 0.2 * b["sensitivity"], seed
+        for eps in ("0.1", "0.2"):
+            assert r["fgsm"][eps] >= b["fgsm"][eps] + 0.1, (seed, eps)

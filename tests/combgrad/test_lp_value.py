@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 import solvers
@@ -181,7 +184,6 @@ def test_unbounded_problem_raises_rather_than_returning_nan():
             ValueError,
             "`A_ub` must contain only finite",
         ),
-        ({"c": torch.ones(0, 2)}, ValueError, "empty"),
         ({"backend": "nope"}, solvers.BackendUnavailableError, "unknown backend"),
     ],
 )
@@ -223,3 +225,77 @@ def test_module_with_learnable_b():
     assert isinstance(layer.b_ub, torch.nn.Parameter) and not isinstance(
         layer.A_ub, torch.nn.Parameter
     )
+
+
+def test_empty_batch_gives_empty_results():
+    """B == 0 solves nothing: empty values and solutions (as the losses' reduction='none')."""
+    c = torch.ones(0, 2, dtype=torch.float64, requires_grad=True)
+    b_ub = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    z, x = lp_value(c, torch.ones(1, 2), b_ub, return_solution=True)
+    assert z.shape == (0,) and x.shape == (0, 2)
+    z.sum().backward()
+    assert c.grad.shape == (0, 2)
+    assert torch.equal(b_ub.grad, torch.zeros(1, dtype=torch.float64))
+    assert LPValue(torch.ones(1, 2), torch.ones(1))(torch.ones(0, 2)).shape == (0,)
+
+
+def _solvers_problem(integer: bool = False) -> solvers.LinearProgram:
+    """What the `solvers` builders return: CSR matrices and read-only arrays."""
+    if not integer:
+        return random_lp(7, n=5, m_ub=3, m_eq=1)
+    return solvers.LinearProgram(  # a small knapsack with one equality: feasible for any c
+        c=[-3.0, -2.0, -4.0, -1.0, -2.5],
+        A_ub=sp.csr_array([[2.0, 1.0, 3.0, 1.0, 2.0], [1.0, 2.0, 0.0, 1.0, 1.0]]),
+        b_ub=[7.5, 4.0],
+        A_eq=[[1.0, 0.0, 1.0, 0.0, 0.0]],
+        b_eq=[2.0],
+        bounds=(0, 3),
+        integrality=np.ones(5),
+    )
+
+
+def test_sparse_and_read_only_inputs_equal_dense_tensors():
+    lp = _solvers_problem()
+    assert sp.issparse(lp.A_ub) and not lp.b_ub.flags.writeable
+    c, A_ub, b_ub, A_eq, b_eq = tensors(lp, requires_grad=False)
+    expected = lp_value(c, A_ub, b_ub, A_eq, b_eq, bounds=lp.bounds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "non-writable NumPy array" warning
+        got = lp_value(lp.c, lp.A_ub, lp.b_ub, lp.A_eq, lp.b_eq, bounds=lp.bounds)
+        layer = LPValue(lp.A_ub, lp.b_ub, lp.A_eq, lp.b_eq, lp.bounds, dtype=torch.float64)
+        from_layer = layer(c)
+        csc = lp_value(c, sp.csc_matrix(lp.A_ub), b_ub, A_eq, b_eq, bounds=lp.bounds)
+    for value in (got, from_layer, csc):
+        assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert expected.item() == pytest.approx(solvers.solve(lp).objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_layer_from_problem(integer):
+    lp = _solvers_problem(integer)
+    layer = LPValue.from_problem(lp, learn_b=not integer, dtype=torch.float64)
+    assert layer.c.dtype == torch.float64
+    z = layer()  # the problem's own costs
+    sol = solvers.solve(lp)
+    assert z.item() == pytest.approx(sol.objective, rel=1e-9)
+    C = torch.tensor(np.stack([lp.c, -lp.c, lp.c + 1.0]), requires_grad=True)
+    values = layer(C)
+    for i in range(3):
+        expected = solvers.solve(lp.replace(c=C[i].detach().numpy())).objective
+        assert values[i].item() == pytest.approx(expected, rel=1e-9)
+    values[0].backward()
+    np.testing.assert_allclose(C.grad[0].numpy(), sol.x, atol=1e-9)  # dz/dc = x*
+    if not integer:
+        np.testing.assert_allclose(layer.b_ub.grad.numpy(), sol.duals_ub, atol=1e-9)
+        np.testing.assert_allclose(layer.b_eq.grad.numpy(), sol.duals_eq, atol=1e-9)
+
+
+def test_layer_from_problem_without_rows_and_bad_input():
+    lp = solvers.LinearProgram(c=[1.0, -1.0], bounds=(0, 2))
+    layer = LPValue.from_problem(lp)
+    assert layer.A_ub is None and layer.A_eq is None
+    assert layer().item() == pytest.approx(-2.0)
+    with pytest.raises(TypeError, match=r"`problem` must be a solvers\.LinearProgram"):
+        LPValue.from_problem({"c": [1.0]})
+    with pytest.raises(ValueError, match="`c` is required"):
+        LPValue(torch.ones(1, 2), torch.ones(1))()

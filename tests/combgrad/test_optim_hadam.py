@@ -29,27 +29,37 @@ def _set_grads(params, seed):
         p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"lr": -1e-3}, "Invalid learning rate"),
-        ({"lr": math.nan}, "Invalid learning rate"),
-        ({"eps": -1e-8}, "Invalid epsilon"),
-        ({"betas": (1.0, 0.999)}, "beta parameter at index 0"),
-        ({"betas": (0.9, -0.1)}, "beta parameter at index 1"),
-        ({"betas": (0.9,)}, "Invalid betas"),
-        ({"weight_decay": -0.1}, "Invalid weight_decay"),
-        ({"order": 0}, "Invalid order"),
-        ({"order": 2.5}, "Invalid order"),
-        ({"order": True}, "Invalid order"),
-        ({"order": 4, "moment": "cubic"}, "Invalid moment"),
-        ({"order": 3}, "odd order=3.*moment='signed'.*moment='absolute'"),
-        ({"order": 1}, "odd order=1"),
-    ],
-)
+INVALID_HYPERPARAMETERS = [
+    ({"lr": -1e-3}, "Invalid learning rate"),
+    ({"lr": math.nan}, "Invalid learning rate"),
+    ({"eps": -1e-8}, "Invalid epsilon"),
+    ({"betas": (1.0, 0.999)}, "beta parameter at index 0"),
+    ({"betas": (0.9, -0.1)}, "beta parameter at index 1"),
+    ({"betas": (0.9,)}, "Invalid betas"),
+    ({"weight_decay": -0.1}, "Invalid weight_decay"),
+    ({"order": 0}, "Invalid order"),
+    ({"order": 2.5}, "Invalid order"),
+    ({"order": True}, "Invalid order"),
+    ({"order": 4, "moment": "cubic"}, "Invalid moment"),
+    ({"order": 3}, "odd order=3.*moment='signed'.*moment='absolute'"),
+    ({"order": 1}, "odd order=1"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), INVALID_HYPERPARAMETERS)
 def test_invalid_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HAdam(_params(), **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), INVALID_HYPERPARAMETERS)
+def test_invalid_group_hyperparameters_raise_when_the_group_is_added(kwargs, match):
+    opt = HAdam(_params())
+    with pytest.raises(ValueError, match=match):
+        opt.add_param_group({"params": _params(), **kwargs})
+    assert len(opt.param_groups) == 1
+    with pytest.raises(ValueError, match=match):
+        HAdam([{"params": _params()}, {"params": _params(), **kwargs}])
 
 
 @pytest.mark.parametrize("foreach", [False, True])

@@ -116,7 +116,7 @@ def test_remember_input_validation():
         opt.remember(model, x, y, chunk_size=0)
     with pytest.raises(ValueError, match="Invalid variant"):
         opt.remember(model, x, y, variant="BAD")
-    with pytest.raises(ValueError, match="none of the optimizer's parameters"):
+    with pytest.raises(ValueError, match="none of the optimizer's trainable parameters"):
         opt.remember(nn.Linear(5, 3).double(), x, y)
     flat_model = nn.Sequential(nn.Linear(5, 3), nn.Flatten(0)).double()
     with pytest.raises(ValueError, match=r"shape \(batch, c\)"):
@@ -300,18 +300,31 @@ def test_state_dict_round_trip():
 
 
 # ---------------------------------------------------------------------------- the example
-def test_example_quick_ogd_forgets_less_than_sgd(tmp_path):
+# OGD-GTL's task-1 accuracy after the last quick task beats SGD's by at least this much on
+# every seed (measured on seeds 0, 1, 2: +5.6/+9.7/+19.5 points permuted, +12.6/+12.8/+15.0
+# rotated); docs/optim/ogd.md states the same.
+OGD_MARGIN = {"permuted": 0.03, "rotated": 0.08}
+
+
+@pytest.mark.slow
+def test_example_quick_ogd_forgets_less_than_sgd_on_every_seed(tmp_path):
     spec = importlib.util.spec_from_file_location("ogd_continual_digits", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    results = example.main(["--quick", "--out", str(tmp_path)])
+    results = example.main(
+        ["--quick", "--seeds", "0", "1", "2", "--methods", "SGD", "OGD-GTL", "--out",
+         str(tmp_path)]
+    )  # fmt: skip
     assert (tmp_path / "task1_accuracy.png").is_file()
-    for benchmark in ("permuted", "rotated"):
+    for benchmark, margin in OGD_MARGIN.items():
         res = results[benchmark]
-        final_task1 = {m: res[m]["acc"][-1][0] for m in ("SGD", "EWC", "OGD-GTL")}
         learned_task1 = res["SGD"]["acc"][0][0]
         assert learned_task1 > 0.5  # task 1 was learned (chance is 0.1)
-        assert final_task1["OGD-GTL"] > final_task1["SGD"], (benchmark, final_task1)
+        sgd = [final[0] for final in res["SGD"]["final_per_seed"]]
+        ogd = [final[0] for final in res["OGD-GTL"]["final_per_seed"]]
+        assert len(sgd) == len(ogd) == 3
+        for seed, (a, b) in enumerate(zip(sgd, ogd)):
+            assert b >= a + margin, (benchmark, seed, a, b)
 
 
 def test_add_param_group_after_remember():
@@ -329,3 +342,27 @@ def test_add_param_group_after_remember():
     assert basis.shape == (sum(p.numel() for p in model.parameters()), 16)
     assert torch.all(basis[first_size:] == 0)  # the new layer was not part of the memory
     loss_step(model, opt, x_new, y_new)  # runs with the padded blocks
+
+
+@pytest.mark.parametrize("variant", ["GTL", "ALL"])
+def test_frozen_parameters_stay_out_of_the_basis_and_the_step(variant):
+    """A frozen first layer: it never moves, and the remembered outputs (linear in the trainable
+    last layer) are protected exactly, not only to first order."""
+    model, x, y, x_new, y_new = make_problem(seed=2)
+    model[0].requires_grad_(False)
+    opt = OGD(model.parameters(), lr=0.5, variant=variant)
+    frozen = [p.detach().clone() for p in model[0].parameters()]
+    assert opt.remember(model, x, y) > 0
+    basis = opt.basis()
+    n_frozen = sum(p.numel() for p in model[0].parameters())
+    assert basis[:n_frozen].abs().max() == 0  # no stored direction involves frozen weights
+    before = remembered_outputs(model, x, y, variant)
+    for _ in range(3):
+        loss_step(model, opt, x_new, y_new)
+    for p, p0 in zip(model[0].parameters(), frozen):
+        assert torch.equal(p.detach(), p0)
+    after = remembered_outputs(model, x, y, variant)
+    moved = torch.cat([p.detach().reshape(-1) for p in model[2].parameters()])
+    assert moved.abs().max() > 0
+    scale = before.abs().max()
+    assert (after - before).abs().max() <= 1e-12 * scale

@@ -42,24 +42,41 @@ def _expected_step(params, lr, beta, noise_gen, *, weight_decay=0.0, maximize=Fa
     return out
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"lr": -0.1}, "Invalid learning rate"),
-        ({"lr": math.nan}, "Invalid learning rate"),
-        ({"lr": math.inf}, "Invalid learning rate"),
-        ({"inverse_temperature": 0.0}, "Invalid inverse_temperature"),
-        ({"inverse_temperature": -1.0}, "Invalid inverse_temperature"),
-        ({"inverse_temperature": math.nan}, "Invalid inverse_temperature"),
-        ({"weight_decay": -1.0}, "Invalid weight_decay"),
-        ({"generator": []}, "generator"),
-        ({"generator": [torch.Generator(), torch.Generator()]}, "more than one generator"),
-    ],
-)
+INVALID_HYPERPARAMETERS = [
+    ({"lr": -0.1}, "Invalid learning rate"),
+    ({"lr": math.nan}, "Invalid learning rate"),
+    ({"lr": math.inf}, "Invalid learning rate"),
+    ({"inverse_temperature": 0.0}, "Invalid inverse_temperature"),
+    ({"inverse_temperature": -1.0}, "Invalid inverse_temperature"),
+    ({"inverse_temperature": math.nan}, "Invalid inverse_temperature"),
+    ({"weight_decay": -1.0}, "Invalid weight_decay"),
+    ({"generator": []}, "generator"),
+    ({"generator": [torch.Generator(), torch.Generator()]}, "more than one generator"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), INVALID_HYPERPARAMETERS)
 def test_invalid_hyperparameters_raise(kwargs, match):
     kwargs = {"lr": 0.1, **kwargs}
     with pytest.raises(ValueError, match=match):
         SGLD(_params(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        case
+        for case in INVALID_HYPERPARAMETERS
+        if "generator" not in case[0]  # one generator per optimizer, not per group
+    ],
+)
+def test_invalid_group_hyperparameters_raise_when_the_group_is_added(kwargs, match):
+    opt = SGLD(_params(), lr=0.1)
+    with pytest.raises(ValueError, match=match):
+        opt.add_param_group({"params": _params(), **kwargs})
+    assert len(opt.param_groups) == 1
+    with pytest.raises(ValueError, match=match):
+        SGLD([{"params": _params()}, {"params": _params(), **kwargs}], lr=0.1)
 
 
 def test_generator_of_wrong_type_raises():
