@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--smooth-fraction", type=float, default=0.5, help="smoothed: share of steps to anneal"
     )
-    parser.add_argument("--smooth-samples", type=int, default=4, help="smoothed: draws per bag")
+    parser.add_argument("--smooth-samples", type=int, default=32, help="smoothed: draws per bag")
     parser.add_argument("--sinkhorn-start", type=float, default=1.0)
     parser.add_argument("--sinkhorn-end", type=float, default=0.03)
     parser.add_argument(

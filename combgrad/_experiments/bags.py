@@ -284,7 +284,7 @@ def run_bags(
     noise_fraction: float = 0.2,
     smooth_sigma: float = 1.0,
     smooth_fraction: float = 0.5,
-    smooth_samples: int = 4,
+    smooth_samples: int = 32,
     sinkhorn_start: float = 1.0,
     sinkhorn_end: float = 0.03,
     warm_fraction: float = 0.25,
