@@ -77,6 +77,7 @@ def reduce_loss(per_item: torch.Tensor, reduction: str, denominators: torch.Tens
 
 
 _warned_not_log_probs = False
+_log_prob_checks_left = 100  # a wrong input shows at once; later calls skip the extra pass
 
 
 def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, name: str) -> None:
@@ -84,11 +85,13 @@ def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, n
 
     Plainly not: an entry above 0, or a row whose exponentials do not sum to 1 within a
     tolerance (1e-3, or more for low-precision dtypes). Only the rows where ``valid``
-    (shape ``log_probs.shape[:-1]``) is True are read; padding may hold anything.
+    (shape ``log_probs.shape[:-1]``) is True are read; padding may hold anything. The
+    check costs one pass over the input, so only the first 100 calls of a process make it.
     """
-    global _warned_not_log_probs
-    if _warned_not_log_probs:
+    global _warned_not_log_probs, _log_prob_checks_left
+    if _warned_not_log_probs or _log_prob_checks_left <= 0:
         return
+    _log_prob_checks_left -= 1
     with torch.no_grad():
         rows = log_probs.detach()
         rows = rows[valid] if valid is not None else rows.reshape(-1, rows.shape[-1])

@@ -434,6 +434,7 @@ def test_wrong_layout_error_names_the_layout():
 @pytest.fixture
 def fresh_warning(monkeypatch):
     monkeypatch.setattr(_common, "_warned_not_log_probs", False)
+    monkeypatch.setattr(_common, "_log_prob_checks_left", 100)
 
 
 def test_warns_once_when_not_log_probs_and_not_on_padding(fresh_warning):

@@ -295,6 +295,7 @@ def test_exact_and_lp_paths_at_ties_identical_if_unique_else_both_optimal():
 @pytest.fixture
 def fresh_warning(monkeypatch):
     monkeypatch.setattr(_common, "_warned_not_log_probs", False)
+    monkeypatch.setattr(_common, "_log_prob_checks_left", 100)
 
 
 def test_warns_once_on_positive_entries(fresh_warning):
