@@ -10,7 +10,7 @@ features, a bidirectional GRU encoder, and a GRU decoder that emits ``T = 16`` s
 distributions over 11 symbols (10 digits and a blank/padding symbol). Losses compared, with
 the same model, data, optimizer, batches, epochs and seeds:
 
-- ``align``: :class:`combgrad.AlignmentLoss` (ours) with softmax outputs. Each decoder step
+- ``align``: `combgrad.AlignmentLoss` (ours) with softmax outputs. Each decoder step
   either matches one target digit (cost ``-log p_i(y_j)``) or is left unmatched and should
   say blank (cost ``-log p_i(blank) + gap``); an unmatched target digit costs ``gap``. This
   is an exact global alignment with a position-dependent gap, obtained from the library's
@@ -160,7 +160,7 @@ def blank_alignment_loss(
 def gumbel_alignment_loss(
     logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor, gap_cost: float, tau: float
 ) -> torch.Tensor:
-    """:func:`blank_alignment_loss` with the ``1 - p`` cost on straight-through Gumbel samples."""
+    """`blank_alignment_loss` with the ``1 - p`` cost on straight-through Gumbel samples."""
     B, T, _ = logits.shape
     sample = F.gumbel_softmax(logits, tau=tau, hard=True)  # one-hot forward, soft backward
     blank = sample[..., BLANK : BLANK + 1]

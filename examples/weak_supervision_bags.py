@@ -4,7 +4,7 @@ The training images (70% of ``sklearn.datasets.load_digits``, split by seed) are
 partitioned into fixed bags of ``k`` images, each labelled only with the multiset of its
 classes. The same small residual CNN, optimizer, batches and epochs are trained with:
 
-- ``matching``: :class:`combgrad.MatchingLoss` (exact bipartite matching, ours);
+- ``matching``: `combgrad.MatchingLoss` (exact bipartite matching, ours);
 - ``sinkhorn``: entropic Sinkhorn soft matching of the same cost matrix;
 - ``proportion``: bag-level label-proportion cross-entropy (ignores the matching);
 - ``supervised``: per-image cross-entropy with the true labels (upper bound);

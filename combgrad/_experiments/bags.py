@@ -4,7 +4,7 @@ The training images are partitioned once (per seed) into bags of ``k`` images; a
 labelled only with the multiset of its images' classes. A small residual CNN is trained
 with one of four losses, and evaluated by per-image test accuracy:
 
-- ``matching``: :class:`combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
+- ``matching``: `combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
   of the bag's labels to its images (gradient: cross-entropy on the optimal assignment).
 - ``sinkhorn``: the entropic (Sinkhorn) relaxation of the same matching. The transport
   plan ``P_eps`` with uniform marginals is computed by log-domain Sinkhorn iterations and
@@ -16,9 +16,9 @@ with one of four losses, and evaluated by per-image test accuracy:
 - ``supervised``: per-image cross-entropy with the true labels (upper bound; it sees
   labels the other losses do not).
 
-Extended grid (:data:`EXTENDED_LOSSES`, not in the demo):
+Extended grid (`EXTENDED_LOSSES`, not in the demo):
 
-- ``smoothed``: :class:`combgrad.MatchingLoss` with perturbed smoothing, ``sigma`` annealed
+- ``smoothed``: `combgrad.MatchingLoss` with perturbed smoothing, ``sigma`` annealed
   from ``smooth_sigma`` to 0 (cosine) over the first ``smooth_fraction`` of the steps, then
   the exact loss.
 - ``sinkhorn_annealed``: Sinkhorn with ``epsilon`` annealed geometrically from
@@ -171,13 +171,13 @@ def bag_loss(
     """The training loss ``name`` for one batch of bags.
 
     Args:
-        name: one of :data:`LOSSES` (``"smoothed"`` is ``"matching"`` with the
-            ``matching`` instance's ``sigma``; the schedules live in :func:`run_bags`).
+        name: one of `LOSSES` (``"smoothed"`` is ``"matching"`` with the
+            ``matching`` instance's ``sigma``; the schedules live in `run_bags`).
         log_probs: (B, k, C) per-image log-probabilities.
         bag_labels: (B, L) the bag's label multiset, L <= k (its order carries no
             information: it is sorted before this call).
         true_labels: (B, k) per-image labels, used only by ``"supervised"``.
-        matching: the :class:`~combgrad.MatchingLoss` instance to use.
+        matching: the `combgrad.MatchingLoss` instance to use.
         sinkhorn_epsilon, sinkhorn_iterations: entropic regularization and iterations.
     """
     B, k, C = log_probs.shape
@@ -214,7 +214,7 @@ def make_captions(
 
     Args:
         true_bag_labels: (num_bags, k) true classes of each bag's images.
-        caption: one of :data:`CAPTIONS`.
+        caption: one of `CAPTIONS`.
         seed: fixes which names are dropped or replaced.
         named_fraction: ``"partial"``: fraction of the k images that are named.
         noise_fraction: ``"noisy"``: probability that a name is replaced by a random class.
@@ -241,7 +241,7 @@ def make_captions(
 
 @dataclass
 class BagRunResult:
-    """What :func:`run_bags` measured for one (loss, bag size, seed)."""
+    """What `run_bags` measured for one (loss, bag size, seed)."""
 
     loss: str
     bag_size: int
@@ -295,7 +295,7 @@ def run_bags(
     step), initialisation, optimizer (Adam, cosine-annealed ``lr``) and epochs.
 
     Args:
-        loss: one of :data:`LOSSES`.
+        loss: one of `LOSSES`.
         bag_size: images per bag ``k``.
         seed: fixes the split, the bags, the initialisation and the batch order.
         epochs: passes over the training bags.
@@ -304,8 +304,8 @@ def run_bags(
         width: channels of the first residual stage.
         max_train_images: use only this many training images (for quick runs).
         progress: called as ``progress(epoch, test_accuracy)`` after every epoch.
-        caption: ``"full"``, ``"partial"`` or ``"noisy"`` (see :func:`make_captions`).
-        named_fraction, noise_fraction: as for :func:`make_captions`.
+        caption: ``"full"``, ``"partial"`` or ``"noisy"`` (see `make_captions`).
+        named_fraction, noise_fraction: as for `make_captions`.
         smooth_sigma, smooth_fraction, smooth_samples: ``"smoothed"``: initial ``sigma``,
             fraction of the steps over which it is annealed to 0, noise draws per bag.
         sinkhorn_start, sinkhorn_end: ``"sinkhorn_annealed"``: epsilon schedule.
