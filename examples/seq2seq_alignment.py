@@ -10,7 +10,7 @@ features, a bidirectional GRU encoder, and a GRU decoder that emits ``T = 16`` s
 distributions over 11 symbols (10 digits and a blank/padding symbol). Losses compared, with
 the same model, data, optimizer, batches, epochs and seeds:
 
-- ``align``: :class:`combgrad.AlignmentLoss` (ours) with softmax outputs. Each decoder step
+- ``align``: `combgrad.AlignmentLoss` (ours) with softmax outputs. Each decoder step
   either matches one target digit (cost ``-log p_i(y_j)``) or is left unmatched and should
   say blank (cost ``-log p_i(blank) + gap``); an unmatched target digit costs ``gap``. This
   is an exact global alignment with a position-dependent gap, obtained from the library's
@@ -21,6 +21,10 @@ the same model, data, optimizer, batches, epochs and seeds:
   (``hard=True``) with the ``1 - p`` cost, temperature annealed geometrically from 2 to 0.5.
 - ``align_gumbel_soft``: the ``-log`` alignment on relaxed (``hard=False``) Gumbel-softmax
   samples, the docstring's first recipe (not in the default grid of docs/results.md).
+- ``align_smoothed``: ``align`` with perturbed smoothing: the match costs are perturbed
+  with centred Gumbel noise (``sigma`` annealed from ``--smooth-sigma`` to 0, cosine,
+  over the first ``--smooth-fraction`` of the steps; ``--smooth-samples`` draws per line),
+  so early training averages over many near-optimal alignments instead of locking onto one.
 - ``ctc``: ``torch.nn.CTCLoss`` (blank = symbol 10), the standard loss for this task.
 - ``ce``: position-wise cross-entropy on targets padded with blank to ``T`` (digit ``j`` at
   decoder step ``j``): the position-aligned baseline.
@@ -51,6 +55,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -65,11 +70,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from combgrad import alignment_loss
+from combgrad.losses import sigma_schedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sequences import edit_distance, greedy_decode, score  # noqa: F401 (re-exported)
 
-LOSSES = ("align", "align_gumbel", "align_gumbel_soft", "ctc", "ce")
+LOSSES = ("align", "align_smoothed", "align_gumbel", "align_gumbel_soft", "ctc", "ce")
 BLANK = 10
 NUM_SYMBOLS = 11
 HEIGHT, WIDTH = 12, 96
@@ -137,34 +143,47 @@ class LineReader(nn.Module):
 
 
 def blank_alignment_loss(
-    log_probs: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor, gap_cost: float
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    lengths: torch.Tensor,
+    gap_cost: float,
+    **smoothing,
 ) -> torch.Tensor:
-    """Exact alignment where unmatched steps pay ``-log p(blank) + gap``; mean over items."""
+    """Exact alignment where unmatched steps pay ``-log p(blank) + gap``; mean over items.
+
+    ``smoothing``: ``sigma``, ``n_samples``, ``generator`` for the perturbed variant.
+    """
     B, T, _ = log_probs.shape
-    return alignment_loss(log_probs, targets, [T] * B, lengths, gap_cost, blank=BLANK)
+    return alignment_loss(log_probs, targets, [T] * B, lengths, gap_cost, blank=BLANK, **smoothing)
 
 
 def gumbel_alignment_loss(
     logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor, gap_cost: float, tau: float
 ) -> torch.Tensor:
-    """:func:`blank_alignment_loss` with the ``1 - p`` cost on straight-through Gumbel samples."""
+    """`blank_alignment_loss` with the ``1 - p`` cost on straight-through Gumbel samples."""
     B, T, _ = logits.shape
     sample = F.gumbel_softmax(logits, tau=tau, hard=True)  # one-hot forward, soft backward
     blank = sample[..., BLANK : BLANK + 1]
     # cost="prob" charges 1 - exp(lp); exp(lp) = 1 - p(blank) + p(y) (+1e-6 so that log
     # stays finite with an exact gradient) makes a match cost (1 - p(y)) - (1 - p(blank)).
     shifted = torch.log(1.0 - blank + sample + 1e-6)
-    per_item = alignment_loss(
-        shifted, targets, [T] * B, lengths, gap_cost, reduction="none", cost="prob"
-    )
+    with warnings.catch_warnings():  # `shifted` is deliberately not a log-distribution
+        warnings.filterwarnings("ignore", message=".*does not look like log-probabilities")
+        per_item = alignment_loss(
+            shifted, targets, [T] * B, lengths, gap_cost, reduction="none", cost="prob"
+        )
     per_item = per_item + (1.0 - blank.squeeze(-1)).sum(1)
     return (per_item / lengths.to(per_item.dtype)).mean()
 
 
-def compute_loss(name, logits, targets, lengths, *, gap_cost, tau, ctc):
+def compute_loss(name, logits, targets, lengths, *, gap_cost, tau, ctc, smoothing=None):
     B, T, _ = logits.shape
     if name == "align":
         return blank_alignment_loss(logits.log_softmax(-1), targets, lengths, gap_cost)
+    if name == "align_smoothed":
+        return blank_alignment_loss(
+            logits.log_softmax(-1), targets, lengths, gap_cost, **(smoothing or {})
+        )
     if name == "align_gumbel":
         return gumbel_alignment_loss(logits, targets, lengths, gap_cost, tau)
     if name == "align_gumbel_soft":
@@ -214,6 +233,8 @@ def run(loss: str, seed: int, data, args, progress=None) -> dict:
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
     generator = torch.Generator().manual_seed(seed)
     steps = args.epochs * math.ceil(len(n_train) / args.batch_size)
+    noise_generator = torch.Generator().manual_seed(seed + 15485863)
+    anneal_steps = max(1, round(args.smooth_fraction * steps))
     step = 0
     history = {"loss": loss, "seed": seed, "exact_match": [], "cer": [], "epoch_seconds": []}
     for epoch in range(args.epochs):
@@ -222,10 +243,15 @@ def run(loss: str, seed: int, data, args, progress=None) -> dict:
             # Geometric annealing of the Gumbel temperature from tau_start to tau_end.
             tau = args.tau_start * (args.tau_end / args.tau_start) ** (step / max(1, steps - 1))
             current = "ctc" if epoch < args.ctc_warmup_epochs else loss
+            smoothing = {
+                "sigma": sigma_schedule(step, anneal_steps, args.smooth_sigma),
+                "n_samples": args.smooth_samples,
+                "generator": noise_generator,
+            }
             logits = model(x_train[batch])
             value = compute_loss(
                 current, logits, y_train[batch], n_train[batch], gap_cost=args.gap_cost,
-                tau=tau, ctc=ctc,
+                tau=tau, ctc=ctc, smoothing=smoothing,
             )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             value.backward()
@@ -279,6 +305,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0,
         help="train the first N epochs with CTC, then switch to the chosen loss",
     )
+    parser.add_argument("--smooth-sigma", type=float, default=1.0, help="align_smoothed")
+    parser.add_argument(
+        "--smooth-fraction", type=float, default=0.5, help="align_smoothed: share of steps"
+    )
+    parser.add_argument("--smooth-samples", type=int, default=8, help="align_smoothed: draws")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("out/seq2seq_alignment"))
     parser.add_argument("--quick", action="store_true", help="one small setting (seconds)")

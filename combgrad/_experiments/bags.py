@@ -4,7 +4,7 @@ The training images are partitioned once (per seed) into bags of ``k`` images; a
 labelled only with the multiset of its images' classes. A small residual CNN is trained
 with one of four losses, and evaluated by per-image test accuracy:
 
-- ``matching``: :class:`combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
+- ``matching``: `combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
   of the bag's labels to its images (gradient: cross-entropy on the optimal assignment).
 - ``sinkhorn``: the entropic (Sinkhorn) relaxation of the same matching. The transport
   plan ``P_eps`` with uniform marginals is computed by log-domain Sinkhorn iterations and
@@ -15,6 +15,23 @@ with one of four losses, and evaluated by per-image test accuracy:
   (learning from label proportions, DLLP-style).
 - ``supervised``: per-image cross-entropy with the true labels (upper bound; it sees
   labels the other losses do not).
+
+Extended grid (`EXTENDED_LOSSES`, not in the demo):
+
+- ``smoothed``: `combgrad.MatchingLoss` with perturbed smoothing, ``sigma`` annealed
+  from ``smooth_sigma`` to 0 (cosine) over the first ``smooth_fraction`` of the steps, then
+  the exact loss.
+- ``sinkhorn_annealed``: Sinkhorn with ``epsilon`` annealed geometrically from
+  ``sinkhorn_start`` to ``sinkhorn_end`` over training.
+- ``proportion_matching``: the proportion loss for the first ``warm_fraction`` of the
+  epochs, then the exact matching loss (a warm start a user would try).
+
+Captions (``caption``): ``"full"`` names every image of the bag; ``"partial"`` names only
+``round(named_fraction * k)`` of them (a fixed random subset per bag; the others are
+unnamed); ``"noisy"`` replaces each name, with probability ``noise_fraction``, by a
+uniformly random class (fixed per bag). The proportion loss then uses the named labels'
+proportions, which is mis-specified for partial captions (it cannot say "some images are
+unnamed"); Sinkhorn pads the cost matrix with zero-cost rows for the unnamed images.
 """
 
 from __future__ import annotations
@@ -28,9 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import MatchingLoss
+from ..losses import MatchingLoss, sigma_schedule
 
 __all__ = [
+    "CAPTIONS",
+    "EXTENDED_LOSSES",
     "LOSSES",
     "BagRunResult",
     "ResidualCNN",
@@ -40,6 +59,16 @@ __all__ = [
 ]
 
 LOSSES = ("matching", "sinkhorn", "proportion", "supervised")
+EXTENDED_LOSSES = (
+    "matching",
+    "smoothed",
+    "sinkhorn",
+    "sinkhorn_annealed",
+    "proportion",
+    "proportion_matching",
+    "supervised",
+)
+CAPTIONS = ("full", "partial", "noisy")
 NUM_CLASSES = 10
 
 
@@ -142,39 +171,82 @@ def bag_loss(
     """The training loss ``name`` for one batch of bags.
 
     Args:
-        name: one of :data:`LOSSES`.
+        name: one of `LOSSES` (``"smoothed"`` is ``"matching"`` with the
+            ``matching`` instance's ``sigma``; the schedules live in `run_bags`).
         log_probs: (B, k, C) per-image log-probabilities.
-        bag_labels: (B, k) the bag's label multiset (its order carries no information:
-            it is sorted before this call).
+        bag_labels: (B, L) the bag's label multiset, L <= k (its order carries no
+            information: it is sorted before this call).
         true_labels: (B, k) per-image labels, used only by ``"supervised"``.
-        matching: the :class:`~combgrad.MatchingLoss` instance to use.
+        matching: the `combgrad.MatchingLoss` instance to use.
         sinkhorn_epsilon, sinkhorn_iterations: entropic regularization and iterations.
     """
     B, k, C = log_probs.shape
-    if name == "matching":
+    L = bag_labels.shape[1]
+    if name in ("matching", "smoothed"):
         return matching(log_probs, bag_labels)
     if name == "sinkhorn":
-        # cost[b, l, i] = -log p(label l | image i), the same matrix MatchingLoss solves.
-        cost = -log_probs.gather(2, bag_labels[:, None, :].expand(B, k, k)).transpose(1, 2)
+        # cost[b, l, i] = -log p(label l | image i), the same matrix MatchingLoss solves;
+        # unnamed images (L < k) are matched to k - L zero-cost rows.
+        cost = -log_probs.gather(2, bag_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
+        if L < k:
+            cost = torch.cat([cost, cost.new_zeros(B, k - L, k)], 1)
         with torch.no_grad():
             plan = sinkhorn_plan(cost, sinkhorn_epsilon, sinkhorn_iterations)
-        return (plan * cost).sum() / (B * k)
+        return (plan[:, :L] * cost[:, :L]).sum() / (B * L)
     if name == "proportion":
         proportions = F.one_hot(bag_labels, C).float().mean(1)  # (B, C)
         mean_log_prob = torch.logsumexp(log_probs, dim=1) - float(np.log(k))  # log mean p
         return -(proportions * mean_log_prob).sum(1).mean()
     if name == "supervised":
         return F.nll_loss(log_probs.reshape(B * k, C), true_labels.reshape(B * k))
-    raise ValueError(f"`loss` must be one of {LOSSES}; got {name!r}.")
+    raise ValueError(f"`loss` must be one of {EXTENDED_LOSSES}; got {name!r}.")
+
+
+def make_captions(
+    true_bag_labels: torch.Tensor,
+    caption: str,
+    seed: int,
+    *,
+    named_fraction: float = 0.75,
+    noise_fraction: float = 0.2,
+) -> torch.Tensor:
+    """The bags' captions (sorted label multisets) from their images' true labels.
+
+    Args:
+        true_bag_labels: (num_bags, k) true classes of each bag's images.
+        caption: one of `CAPTIONS`.
+        seed: fixes which names are dropped or replaced.
+        named_fraction: ``"partial"``: fraction of the k images that are named.
+        noise_fraction: ``"noisy"``: probability that a name is replaced by a random class.
+
+    Returns:
+        (num_bags, L) sorted captions, L = k (``"full"``, ``"noisy"``) or
+        ``max(1, round(named_fraction * k))`` (``"partial"``).
+    """
+    if caption not in CAPTIONS:
+        raise ValueError(f"`caption` must be one of {CAPTIONS}; got {caption!r}.")
+    generator = torch.Generator().manual_seed(seed + 104729)
+    labels = true_bag_labels.clone()
+    num_bags, k = labels.shape
+    if caption == "partial":
+        named = max(1, round(named_fraction * k))
+        keep = torch.rand(num_bags, k, generator=generator).argsort(1)[:, :named]
+        labels = labels.gather(1, keep)
+    elif caption == "noisy":
+        replace = torch.rand(num_bags, k, generator=generator) < noise_fraction
+        random = torch.randint(0, NUM_CLASSES, (num_bags, k), generator=generator)
+        labels = torch.where(replace, random, labels)
+    return labels.sort(dim=1).values
 
 
 @dataclass
 class BagRunResult:
-    """What :func:`run_bags` measured for one (loss, bag size, seed)."""
+    """What `run_bags` measured for one (loss, bag size, seed)."""
 
     loss: str
     bag_size: int
     seed: int
+    caption: str = "full"
     test_accuracy: list[float] = field(default_factory=list)  # after each epoch
     epoch_seconds: list[float] = field(default_factory=list)
     chance_accuracy: float = 0.1
@@ -207,6 +279,15 @@ def run_bags(
     width: int = 16,
     max_train_images: int | None = None,
     progress: Callable[[int, float], None] | None = None,
+    caption: str = "full",
+    named_fraction: float = 0.75,
+    noise_fraction: float = 0.2,
+    smooth_sigma: float = 1.0,
+    smooth_fraction: float = 0.5,
+    smooth_samples: int = 32,
+    sinkhorn_start: float = 1.0,
+    sinkhorn_end: float = 0.03,
+    warm_fraction: float = 0.25,
 ) -> BagRunResult:
     """Train the residual CNN with ``loss`` on bags of ``bag_size`` and record test accuracy.
 
@@ -214,7 +295,7 @@ def run_bags(
     step), initialisation, optimizer (Adam, cosine-annealed ``lr``) and epochs.
 
     Args:
-        loss: one of :data:`LOSSES`.
+        loss: one of `LOSSES`.
         bag_size: images per bag ``k``.
         seed: fixes the split, the bags, the initialisation and the batch order.
         epochs: passes over the training bags.
@@ -223,9 +304,16 @@ def run_bags(
         width: channels of the first residual stage.
         max_train_images: use only this many training images (for quick runs).
         progress: called as ``progress(epoch, test_accuracy)`` after every epoch.
+        caption: ``"full"``, ``"partial"`` or ``"noisy"`` (see `make_captions`).
+        named_fraction, noise_fraction: as for `make_captions`.
+        smooth_sigma, smooth_fraction, smooth_samples: ``"smoothed"``: initial ``sigma``,
+            fraction of the steps over which it is annealed to 0, noise draws per bag.
+        sinkhorn_start, sinkhorn_end: ``"sinkhorn_annealed"``: epsilon schedule.
+        warm_fraction: ``"proportion_matching"``: fraction of the epochs trained with the
+            proportion loss before switching to the exact matching loss.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"`loss` must be one of {LOSSES}; got {loss!r}.")
+    if loss not in EXTENDED_LOSSES:
+        raise ValueError(f"`loss` must be one of {EXTENDED_LOSSES}; got {loss!r}.")
     if bag_size < 1:
         raise ValueError(f"`bag_size` must be positive; got {bag_size}.")
     if epochs < 1:
@@ -235,7 +323,9 @@ def run_bags(
         x_train, y_train = x_train[:max_train_images], y_train[:max_train_images]
     bags = make_bags(len(y_train), bag_size, seed)
     # The bag's label multiset, sorted so that its order says nothing about the images.
-    bag_labels = y_train[bags].sort(dim=1).values
+    bag_labels = make_captions(
+        y_train[bags], caption, seed, named_fraction=named_fraction, noise_fraction=noise_fraction
+    )
     bags_per_batch = max(1, images_per_batch // bag_size)
 
     torch.manual_seed(seed)
@@ -243,16 +333,39 @@ def run_bags(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(bags) // bags_per_batch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
-    matching = MatchingLoss()
+    total_steps = epochs * steps_per_epoch
+    noise_generator = torch.Generator().manual_seed(seed + 15485863)
+    if loss == "smoothed":
+        matching = MatchingLoss(
+            sigma=smooth_sigma, n_samples=smooth_samples, generator=noise_generator
+        )
+    else:
+        matching = MatchingLoss()
+    warm_epochs = round(warm_fraction * epochs)
     generator = torch.Generator().manual_seed(seed)
-    result = BagRunResult(loss, bag_size, seed)
+    result = BagRunResult(loss, bag_size, seed, caption)
+    step = 0
     for epoch in range(epochs):
         start = time.perf_counter()
         for batch in torch.randperm(len(bags), generator=generator).split(bags_per_batch):
             index = bags[batch]  # (b, k)
             logits = model(x_train[index.reshape(-1)])
             log_probs = logits.log_softmax(-1).view(len(batch), bag_size, -1)
-            value = bag_loss(loss, log_probs, bag_labels[batch], y_train[index], matching=matching)
+            current, epsilon = loss, 0.1
+            if loss == "smoothed":
+                anneal_steps = max(1, round(smooth_fraction * total_steps))
+                matching.sigma = sigma_schedule(step, anneal_steps, smooth_sigma)
+            elif loss == "sinkhorn_annealed":
+                current = "sinkhorn"
+                t = step / max(1, total_steps - 1)
+                epsilon = sinkhorn_start * (sinkhorn_end / sinkhorn_start) ** t
+            elif loss == "proportion_matching":
+                current = "proportion" if epoch < warm_epochs else "matching"
+            value = bag_loss(
+                current, log_probs, bag_labels[batch], y_train[index], matching=matching,
+                sinkhorn_epsilon=epsilon,
+            )  # fmt: skip
+            step += 1
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()

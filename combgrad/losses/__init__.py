@@ -13,6 +13,8 @@ _EXPORTS = {
     "alignment_loss": "alignment",
     "MatchingLoss": "matching",
     "matching_loss": "matching",
+    "perturbation_noise": "smoothing",
+    "sigma_schedule": "smoothing",
     "RobustIBLoss": "robust_ib",
     "robust_ib_loss": "robust_ib",
     "RobustIBTerms": "robust_ib",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 __all__ = [
@@ -10,7 +12,9 @@ __all__ = [
     "check_log_probs",
     "check_reduction",
     "check_solver",
+    "empty_batch_loss",
     "reduce_loss",
+    "warn_if_not_log_probs",
 ]
 
 REDUCTIONS = ("none", "sum", "mean")
@@ -44,7 +48,7 @@ def check_index_tensor(t: object, name: str, batch: int, what: str) -> None:
     """An integer (B, L) tensor of ids (``what`` says which ids, for the message)."""
     if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] != batch:
         raise ValueError(f"`{name}` must have shape (B, L) = ({batch}, L); got {_shape_of(t)}.")
-    if t.is_floating_point() or t.dtype == torch.bool:
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"`{name}` must hold integer {what}; got {t.dtype}.")
 
 
@@ -70,3 +74,53 @@ def reduce_loss(per_item: torch.Tensor, reduction: str, denominators: torch.Tens
     if reduction == "sum":
         return per_item.sum()
     return per_item.sum() / denominators.sum().clamp(min=1)
+
+
+_warned_not_log_probs = False
+_log_prob_checks_left = 100  # a wrong input shows at once; later calls skip the extra pass
+
+
+def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, name: str) -> None:
+    """Warn (once per process) when ``log_probs`` is plainly not log-probabilities.
+
+    Plainly not: an entry above 0, or a row whose exponentials do not sum to 1 within a
+    tolerance (1e-3, or more for low-precision dtypes). Only the rows where ``valid``
+    (shape ``log_probs.shape[:-1]``) is True are read; padding may hold anything. The
+    check costs one pass over the input, so only the first 100 calls of a process make it.
+    """
+    global _warned_not_log_probs, _log_prob_checks_left
+    if _warned_not_log_probs or _log_prob_checks_left <= 0:
+        return
+    _log_prob_checks_left -= 1
+    with torch.no_grad():
+        rows = log_probs.detach()
+        rows = rows[valid] if valid is not None else rows.reshape(-1, rows.shape[-1])
+        if rows.numel() == 0:
+            return
+        tol = max(1e-3, 64 * torch.finfo(rows.dtype).eps)
+        if rows.dtype in (torch.float16, torch.bfloat16):
+            rows = rows.float()
+        positive = bool((rows > tol).any())
+        mass = torch.logsumexp(rows, dim=-1).exp()
+        off = bool(((mass - 1.0).abs() > tol).any())
+    if positive or off:
+        _warned_not_log_probs = True
+        what = "has entries above 0" if positive else "has rows whose exp() does not sum to 1"
+        warnings.warn(
+            f"`{name}` {what}: it does not look like log-probabilities (apply log_softmax "
+            "first, as for NLLLoss); the loss may be negative or meaningless. "
+            "This warning is shown once.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def empty_batch_loss(log_probs: torch.Tensor, reduction: str, name: str) -> torch.Tensor:
+    """The documented result for an empty batch: (0,) for "none", 0 for "sum", else raise."""
+    if reduction == "mean":
+        raise ValueError(
+            f"`{name}` holds an empty batch (B = 0): reduction='mean' is undefined; "
+            "use reduction='sum' (gives 0) or 'none' (gives an empty tensor)."
+        )
+    per_item = log_probs.reshape(-1)[:0]  # (0,), still attached to the graph
+    return per_item if reduction == "none" else per_item.sum()
