@@ -48,7 +48,7 @@ def _verify(
 ) -> Solution:
     """Re-check what a backend calls optimal: finite, feasible, integral, consistent objective.
 
-    ``sol`` is fresh from the backend, so it is amended in place.
+    `sol` is fresh from the backend, so it is amended in place.
     """
     if sol.status is not Status.OPTIMAL:
         return _amend(sol, solve_time=solve_time)
@@ -100,23 +100,23 @@ def solve(
 
     Args:
         problem: the problem, minimised.
-        backend: a name from :func:`solvers.available_backends`.
+        backend: a name from [`solvers.available_backends`][solvers.available_backends].
         time_limit: seconds; on expiry the status is `Status.TIME_LIMIT` (with the best
-            incumbent in ``x`` for a MILP, if any).
-        options: backend options (HiGHS option names for "highs"; ``{"parameters": text}``
-            for OR-Tools; ``{"solver": name, ...}`` for "cvxpy").
+            incumbent in `x` for a MILP, if any).
+        options: backend options (HiGHS option names for "highs"; `{"parameters": text}`
+            for OR-Tools; `{"solver": name, ...}` for "cvxpy").
 
     Returns:
         A `Solution`. Infeasible, unbounded and failed solves are statuses, not
-        exceptions; call ``raise_for_status()`` to turn them into errors.
-        Duals follow the package convention: ``duals_eq = dz/db_eq`` and
-        ``duals_ub = dz/db_ub <= 0``; they are None for integer programs.
+            exceptions; call `raise_for_status()` to turn them into errors.
+            Duals follow the package convention: `duals_eq = dz/db_eq` and
+            `duals_ub = dz/db_ub <= 0`; they are None for integer programs.
 
     Raises:
-        TypeError: ``problem`` is not a `LinearProgram`.
-        BackendUnavailableError: unknown or uninstalled ``backend``.
+        TypeError: `problem` is not a `LinearProgram`.
+        BackendUnavailableError: unknown or uninstalled `backend`.
         CapabilityError: the backend cannot solve this kind of problem.
-        ValueError: bad ``time_limit`` or ``options``.
+        ValueError: bad `time_limit` or `options`.
     """
     return Solver(problem, backend, time_limit=time_limit, options=options).solve()
 
@@ -126,21 +126,24 @@ class Solver:
 
     Training re-solves one structure with new costs every step; building the backend
     model is often as expensive as solving it. Whether a warm start (the previous
-    basis) is used is a per-backend choice measured in ``make bench``: for HiGHS,
+    basis) is used is a per-backend choice measured in `make bench`: for HiGHS,
     re-solving from scratch after all costs change was faster, so the default keeps
-    the model but discards the basis (``options={"warm_start": True}`` keeps it).
+    the model but discards the basis (`options={"warm_start": True}` keeps it).
 
     Args:
         problem: the structure (constraints, bounds, integrality) and initial costs.
-        backend: as for :func:`solve`.
-        time_limit: as for :func:`solve`.
-        options: as for :func:`solve`.
+        backend: as for [`solve`][solvers.solve].
+        time_limit: as for [`solve`][solvers.solve].
+        options: as for [`solve`][solvers.solve].
 
     Examples:
-        >>> lp = LinearProgram([1.0, 2.0], A_eq=[[1.0, 1.0]], b_eq=[1.0])
-        >>> solver = Solver(lp)
-        >>> [round(solver.solve(c).objective, 6) for c in ([1.0, 2.0], [3.0, -1.0])]
-        [1.0, -1.0]
+        ```python
+        from solvers import LinearProgram, Solver
+
+        lp = LinearProgram([1.0, 2.0], A_eq=[[1.0, 1.0]], b_eq=[1.0])
+        solver = Solver(lp)
+        print([round(solver.solve(c).objective, 6) for c in ([1.0, 2.0], [3.0, -1.0])])  # [1.0, -1.0]
+        ```
     """
 
     def __init__(
@@ -164,7 +167,7 @@ class Solver:
             self._build_error = f"{self.backend.name} could not load the problem: {exc}"
 
     def solve(self, c: Any = None) -> Solution:
-        """Solve with the stored costs, or with new costs ``c`` of shape (n,)."""
+        """Solve with the stored costs, or with new costs `c` of shape (n,)."""
         problem = self.problem
         if c is not None:
             problem = self.problem = problem.with_costs(c)

@@ -76,44 +76,44 @@ def alignment_loss(
 ) -> torch.Tensor:
     r"""Exact global-alignment cost between output distributions and target tokens.
 
-    For item ``b``, the first ``T_b = input_lengths[b]`` output positions are aligned
-    monotonically (no crossings) with the first ``L_b = target_lengths[b]`` target tokens.
-    Matching output ``i`` with token ``j`` costs :math:`-\log p_i(y_j)` (``cost="nll"``)
-    or :math:`1 - p_i(y_j)` (``cost="prob"``); every unmatched output position and every
-    unmatched target token costs ``gap_cost``. The loss is the minimum total cost, found
+    For item `b`, the first `T_b = input_lengths[b]` output positions are aligned
+    monotonically (no crossings) with the first `L_b = target_lengths[b]` target tokens.
+    Matching output `i` with token `j` costs $-\log p_i(y_j)$ (`cost="nll"`)
+    or $1 - p_i(y_j)$ (`cost="prob"`); every unmatched output position and every
+    unmatched target token costs `gap_cost`. The loss is the minimum total cost, found
     by dynamic programming, and its generalized gradient is the indicator of the optimal
-    path's matches (plus the gap count for a learnable ``gap_cost``): no surrogate, no
+    path's matches (plus the gap count for a learnable `gap_cost`): no surrogate, no
     second pass.
 
     Tie-breaking is deterministic: walking back from the end, a match is preferred over
     leaving an output position unmatched, which is preferred over leaving a target token
-    unmatched (see :func:`solvers.alignment`). The returned indicator is an optimal
+    unmatched (see [`solvers.alignment`][solvers.alignment]). The returned indicator is an optimal
     vertex of the lattice LP, hence a valid element of the generalized gradient.
 
-    Gumbel-softmax recipe: ``y = F.gumbel_softmax(logits, tau=tau, hard=False)`` and
-    ``alignment_loss(y.clamp_min(1e-12).log(), ...)``; for straight-through hard samples
-    (``hard=True``) use ``cost="prob"`` on ``y.clamp_min(1e-12).log()`` so that the cost
-    ``1 - p`` stays finite. Anneal ``tau`` during training.
+    Gumbel-softmax recipe: `y = F.gumbel_softmax(logits, tau=tau, hard=False)` and
+    `alignment_loss(y.clamp_min(1e-12).log(), ...)`; for straight-through hard samples
+    (`hard=True`) use `cost="prob"` on `y.clamp_min(1e-12).log()` so that the cost
+    `1 - p` stays finite. Anneal `tau` during training.
 
     Args:
         log_probs: (B, T, C) log-probabilities of the output positions (batch first).
-        targets: (B, L) target token ids; entries past ``target_lengths`` are ignored.
-        input_lengths: (B,) valid output positions per item, as in ``torch.nn.CTCLoss``.
+        targets: (B, L) target token ids; entries past `target_lengths` are ignored.
+        input_lengths: (B,) valid output positions per item, as in `torch.nn.CTCLoss`.
         target_lengths: (B,) valid target tokens per item.
         gap_cost: cost of one gap (float, or a scalar tensor, which may require grad).
-        reduction: ``"mean"`` (mean over the batch of cost / target length, like CTCLoss),
-            ``"sum"``, or ``"none"`` (shape (B,)).
-        cost: ``"nll"`` for :math:`-\log p`, ``"prob"`` for :math:`1 - p`.
-        blank: index of a blank class. When given, an unmatched output position ``i`` also
-            pays the cost of emitting blank there (:math:`-\log p_i(\text{blank})`, or
-            :math:`1 - p_i(\text{blank})`), so the model is trained to say "nothing" where
+        reduction: `"mean"` (mean over the batch of cost / target length, like CTCLoss),
+            `"sum"`, or `"none"` (shape (B,)).
+        cost: `"nll"` for $-\log p$, `"prob"` for $1 - p$.
+        blank: index of a blank class. When given, an unmatched output position `i` also
+            pays the cost of emitting blank there ($-\log p_i(\text{blank})$, or
+            $1 - p_i(\text{blank})$), so the model is trained to say "nothing" where
             it matches no token, as CTC's blank does; matches stay monotone and one-to-one.
-        solver: ``"exact"`` (batched DP) or ``"lp"`` (the lattice shortest-path LP through
-            ``backend``); identical values and gradients.
-        backend: a `solvers` backend name, used with ``solver="lp"``.
+        solver: `"exact"` (batched DP) or `"lp"` (the lattice shortest-path LP through
+            `backend`); identical values and gradients.
+        backend: a `solvers` backend name, used with `solver="lp"`.
 
     Returns:
-        The reduced loss (scalar), or (B,) with ``reduction="none"``.
+        The reduced loss (scalar), or (B,) with `reduction="none"`.
     """
     check_reduction(reduction)
     check_solver(solver)
@@ -198,20 +198,20 @@ def alignment_loss(
 
 
 class AlignmentLoss(nn.Module):
-    """Module form of :func:`alignment_loss`.
+    """Module form of [`alignment_loss`][combgrad.alignment_loss].
 
     Args:
-        gap_cost: as for :func:`alignment_loss`.
-        reduction: as for :func:`alignment_loss`.
-        cost: as for :func:`alignment_loss`.
-        blank: as for :func:`alignment_loss`.
-        solver: as for :func:`alignment_loss`.
-        backend: as for :func:`alignment_loss`.
-        learnable_gap: make ``gap_cost`` a learnable parameter.
+        gap_cost: as for [`alignment_loss`][combgrad.alignment_loss].
+        reduction: as for [`alignment_loss`][combgrad.alignment_loss].
+        cost: as for [`alignment_loss`][combgrad.alignment_loss].
+        blank: as for [`alignment_loss`][combgrad.alignment_loss].
+        solver: as for [`alignment_loss`][combgrad.alignment_loss].
+        backend: as for [`alignment_loss`][combgrad.alignment_loss].
+        learnable_gap: make `gap_cost` a learnable parameter.
 
     Shape:
         - log_probs: (B, T, C); targets: (B, L); input_lengths, target_lengths: (B,).
-        - Output: scalar, or (B,) with ``reduction="none"``.
+        - Output: scalar, or (B,) with `reduction="none"`.
     """
 
     def __init__(

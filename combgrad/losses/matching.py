@@ -50,37 +50,37 @@ def matching_loss(
 ) -> torch.Tensor:
     r"""Exact minimum-cost matching of each bag's labels to its instances.
 
-    Each bag holds ``k`` instances (e.g. faces in a photo) and an unordered multiset of
-    ``L_b <= k_b`` class labels (the names in its caption). The loss of a bag is
+    Each bag holds `k` instances (e.g. faces in a photo) and an unordered multiset of
+    `L_b <= k_b` class labels (the names in its caption). The loss of a bag is
 
-    .. math::
+    $$
+    \ell_b = \min_{\sigma} \sum_{l=1}^{L_b} -\log p(y_{b,l} \mid x_{b,\sigma(l)}),
+    $$
 
-        \ell_b = \min_{\sigma} \sum_{l=1}^{L_b} -\log p(y_{b,l} \mid x_{b,\sigma(l)}),
-
-    over injective assignments :math:`\sigma` of labels to distinct real instances;
+    over injective assignments $\sigma$ of labels to distinct real instances;
     instances left over cost nothing. Its generalized gradient with respect to the cost
     matrix is the optimal assignment's 0/1 indicator, so backpropagation is cross-entropy
     on the currently best-matching pseudo-labels, with no surrogate.
 
-    Ties are broken deterministically by ``scipy.optimize.linear_sum_assignment`` (or the
-    LP backend's vertex with ``solver="lp"``); the indicator returned is an optimal
+    Ties are broken deterministically by `scipy.optimize.linear_sum_assignment` (or the
+    LP backend's vertex with `solver="lp"`); the indicator returned is an optimal
     vertex, hence a valid element of the generalized gradient.
 
     Args:
-        log_probs: (B, k, C) per-instance log-probabilities (e.g. ``log_softmax``).
-            ``-inf`` forbids a pair; NaN and ``+inf`` are errors.
-        labels: (B, L) integer class ids of each bag, padded with ``ignore_index``
+        log_probs: (B, k, C) per-instance log-probabilities (e.g. `log_softmax`).
+            `-inf` forbids a pair; NaN and `+inf` are errors.
+        labels: (B, L) integer class ids of each bag, padded with `ignore_index`
             (repeats allowed: a multiset).
         mask: (B, k) bool, True for real instances (default: all real).
-        reduction: ``"mean"`` (sum over bags / number of matched labels), ``"sum"``,
-            or ``"none"`` (shape (B,)).
+        reduction: `"mean"` (sum over bags / number of matched labels), `"sum"`,
+            or `"none"` (shape (B,)).
         ignore_index: label value marking padding.
-        solver: ``"exact"`` (Hungarian algorithm, batched) or ``"lp"`` (the assignment LP
-            through ``backend``); both give identical values and gradients.
-        backend: a `solvers` backend name, used with ``solver="lp"``.
+        solver: `"exact"` (Hungarian algorithm, batched) or `"lp"` (the assignment LP
+            through `backend`); both give identical values and gradients.
+        backend: a `solvers` backend name, used with `solver="lp"`.
 
     Returns:
-        The reduced loss (scalar), or (B,) with ``reduction="none"``.
+        The reduced loss (scalar), or (B,) with `reduction="none"`.
 
     Raises:
         ValueError: shapes, dtypes, out-of-range labels, NaN/+inf, more labels than
@@ -164,23 +164,28 @@ def matching_loss(
 
 
 class MatchingLoss(nn.Module):
-    """Module form of :func:`matching_loss` (weakly supervised learning from label bags).
+    """Module form of [`matching_loss`][combgrad.matching_loss] (weakly supervised learning from label bags).
 
     Args:
-        reduction: as for :func:`matching_loss`.
-        ignore_index: as for :func:`matching_loss`.
-        solver: as for :func:`matching_loss`.
-        backend: as for :func:`matching_loss`.
+        reduction: as for [`matching_loss`][combgrad.matching_loss].
+        ignore_index: as for [`matching_loss`][combgrad.matching_loss].
+        solver: as for [`matching_loss`][combgrad.matching_loss].
+        backend: as for [`matching_loss`][combgrad.matching_loss].
 
     Shape:
         - log_probs: (B, k, C); labels: (B, L); mask: (B, k) or None.
-        - Output: scalar, or (B,) with ``reduction="none"``.
+        - Output: scalar, or (B,) with `reduction="none"`.
 
     Example:
-        >>> loss_fn = MatchingLoss()
-        >>> log_probs = torch.log_softmax(torch.randn(8, 4, 10, requires_grad=True), -1)
-        >>> labels = torch.randint(0, 10, (8, 4))
-        >>> loss_fn(log_probs, labels).backward()
+        ```python
+        import torch
+        from combgrad import MatchingLoss
+
+        loss_fn = MatchingLoss()
+        log_probs = torch.log_softmax(torch.randn(8, 4, 10, requires_grad=True), -1)
+        labels = torch.randint(0, 10, (8, 4))
+        loss_fn(log_probs, labels).backward()
+        ```
     """
 
     def __init__(

@@ -14,30 +14,34 @@ __all__ = ["LPValue"]
 
 
 class LPValue(nn.Module):
-    r"""Optimal value :math:`z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}`.
+    r"""Optimal value $z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}$.
 
     The constraint data are stored once (as buffers, or as learnable parameters when asked)
-    and ``forward(c)`` solves for costs ``c`` of shape (n,) or (B, n), reusing one backend
-    model across the batch. Gradients follow :func:`combgrad.lp_value`.
+    and `forward(c)` solves for costs `c` of shape (n,) or (B, n), reusing one backend
+    model across the batch. Gradients follow [`combgrad.lp_value`][combgrad.lp_value].
 
     Args:
         A_ub: constraint data (tensors or arrays), shared by every call.
         b_ub: constraint data (tensors or arrays), shared by every call.
         A_eq: constraint data (tensors or arrays), shared by every call.
         b_eq: constraint data (tensors or arrays), shared by every call.
-        bounds: as for :func:`combgrad.lp_value`.
-        integrality: as for :func:`combgrad.lp_value`.
-        learn_b: make ``b_ub``/``b_eq`` learnable parameters (LPs, or ILPs with
-            ``integer_duals="fixed"``).
-        learn_A: make ``A_ub``/``A_eq`` learnable parameters.
-        backend: passed to :func:`combgrad.lp_value`.
-        options: passed to :func:`combgrad.lp_value`.
-        integer_duals: passed to :func:`combgrad.lp_value`.
+        bounds: as for [`combgrad.lp_value`][combgrad.lp_value].
+        integrality: as for [`combgrad.lp_value`][combgrad.lp_value].
+        learn_b: make `b_ub`/`b_eq` learnable parameters (LPs, or ILPs with
+            `integer_duals="fixed"`).
+        learn_A: make `A_ub`/`A_eq` learnable parameters.
+        backend: passed to [`combgrad.lp_value`][combgrad.lp_value].
+        options: passed to [`combgrad.lp_value`][combgrad.lp_value].
+        integer_duals: passed to [`combgrad.lp_value`][combgrad.lp_value].
 
     Example:
-        >>> layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
-        >>> layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]]))
-        tensor([-0.2000,  0.0000])
+        ```python
+        import torch
+        from combgrad.nn import LPValue
+
+        layer = LPValue(A_eq=torch.ones(1, 3), b_eq=torch.ones(1))  # the simplex
+        print(layer(torch.tensor([[0.3, -0.2, 0.5], [1.0, 2.0, 0.0]])))  # tensor([-0.2000,  0.0000])
+        ```
     """
 
     def __init__(
@@ -76,7 +80,7 @@ class LPValue(nn.Module):
         self.integer_duals = integer_duals
 
     def forward(self, c: torch.Tensor, *, return_solution: bool = False):
-        """Optimal value for costs ``c`` of shape (n,) or (B, n); see :func:`combgrad.lp_value`."""
+        """Optimal value for costs `c` of shape (n,) or (B, n); see [`combgrad.lp_value`][combgrad.lp_value]."""
         return lp_value(
             c,
             self.A_ub,
