@@ -88,7 +88,7 @@ class FollowTheRidge(Optimizer):
           Levenberg–Marquardt style (initial value 1, capped).
         - RMSprop uses Adam-style bias correction of $v$ (zero initialised), so the
           first steps are not inflated; the momentum form is the paper's heavy ball [R]
-          (from the digest, not checked against the PDF).
+          (from a summary of the paper, not checked against its full text).
         - `step` writes the (detached) gradients $\nabla_x f, \nabla_y f$ into
           `p.grad` so that they can be logged.
     """
