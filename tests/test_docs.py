@@ -1,7 +1,8 @@
 """The documentation: every code block runs, the API reference is complete and renders.
 
 - Every ```python block in README.md and docs/**/*.md, and in the docstrings of both packages,
-  runs as copied, in a fresh interpreter in an empty folder. A block may be left out only with
+  runs as copied, in a fresh interpreter in an empty folder (a block that only includes a
+  gallery script with `--8<--` is run by tests/test_gallery.py instead). A block may be left out only with
   an HTML comment on the line before it that gives the reason: `<!-- skip: needs torchrun -->`.
   `<!-- slow: about 30 s -->` marks a slow block (it still runs).
 - Docstrings use Markdown: no reStructuredText roles or directives, no `>>>` examples.
@@ -118,10 +119,16 @@ def docstring_blocks() -> list[Block]:
     return out
 
 
+def is_include(block: Block) -> bool:
+    """A block that only includes a file (`--8<-- "examples/gallery/x.py"`): tested elsewhere."""
+    lines = [ln for ln in block.code.splitlines() if ln.strip()]
+    return bool(lines) and all(ln.strip().startswith("--8<--") for ln in lines)
+
+
 def _params(blocks: list[Block]) -> list:
     params = []
     for b in blocks:
-        if b.skip is not None:
+        if b.skip is not None or is_include(b):
             continue
         marks = [pytest.mark.slow] if b.slow else []
         params.append(pytest.param(b, id=b.where, marks=marks))
