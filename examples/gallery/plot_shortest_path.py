@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         ax2.scatter(true_cost, learned, s=10)
         ax2.plot([1, 5], [1, 5], color="gray", ls=":")
         ax2.set(xlabel="true edge cost", ylabel="learned edge cost")
-        ax2.set_title("edges on no shortest path keep their start value", fontsize=8)
+        ax2.set_title(
+            f"{n_pairs} path lengths do not determine {len(edges)} edge costs", fontsize=8
+        )
         fig.suptitle(f"{side}x{side} grid, {n_pairs} observed pairs, seed {args.seed}")
         fig.tight_layout()
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         names = list(timings)
         ax.barh(names, [1e3 * timings[k] for k in names])
-        ax.set(xlabel=f"ms per solve (median of {repeats})")
+        ax.set(xlabel=f"ms per solve (median of {repeats}, log scale)", xscale="log")
         ax.set_title(f"one LP, {n} variables x {n // 2} rows, seed {args.seed}", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
