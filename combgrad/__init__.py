@@ -4,7 +4,7 @@ The optimal value of a linear or integer program, as a function of its costs (an
 constraint data), with the exact generalized gradient from a single forward solve; exact
 combinatorial losses (bipartite matching, global sequence alignment) built on it.
 
-Names load lazily, so that ``import combgrad.optim`` (torch only) does not import the
+Names load lazily, so that `import combgrad.optim` (torch only) does not import the
 solver layer.
 """
 

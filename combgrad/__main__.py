@@ -1,4 +1,4 @@
-"""Command line: ``python -m combgrad demo [--epochs N] [--out DIR]``."""
+"""Command line: `python -m combgrad demo [--epochs N] [--out DIR]`."""
 
 from __future__ import annotations
 

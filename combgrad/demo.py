@@ -1,15 +1,15 @@
 """The flagship demo: learning digit classes from bags labelled only with unordered sets.
 
-``python -m combgrad demo`` (or ``make demo``) partitions the scikit-learn handwritten
+`python -m combgrad demo` (or `make demo`) partitions the scikit-learn handwritten
 digits (shipped with scikit-learn, no download) into bags of 4 images, each labelled only
 with the multiset of its classes, and trains the same small residual CNN with four losses:
-the exact bipartite-matching loss :class:`combgrad.MatchingLoss`, an entropic Sinkhorn
+the exact bipartite-matching loss [`combgrad.MatchingLoss`][combgrad.MatchingLoss], an entropic Sinkhorn
 soft matching, a bag-level label-proportion loss, and fully supervised cross-entropy (the
 upper bound, which sees per-image labels). It prints per-image test accuracy and seconds
 per epoch for each, and saves a plot of test accuracy against epoch.
 
-The full experiment (bag sizes 2, 4, 8; several seeds) is ``examples/weak_supervision_bags.py``;
-both run the training code in :mod:`combgrad._experiments.bags`.
+The full experiment (bag sizes 2, 4, 8; several seeds) is `examples/weak_supervision_bags.py`;
+both run the training code in `combgrad._experiments.bags`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add the demo's options to ``parser`` (or a new one) and return it."""
+    """Add the demo's options to `parser` (or a new one) and return it."""
     if parser is None:
         parser = argparse.ArgumentParser(prog="python -m combgrad demo", description=__doc__)
     parser.add_argument("--epochs", type=int, default=6, help="epochs per loss (default 6)")
@@ -37,7 +37,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Run the demo with parsed ``args``; return ``{loss: BagRunResult}``."""
+    """Run the demo with parsed `args`; return `{loss: BagRunResult}`."""
     if args.epochs < 1:
         raise SystemExit(f"--epochs must be positive; got {args.epochs}")
     if args.bag_size < 1:
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m combgrad demo``; returns the exit status."""
+    """Entry point of `python -m combgrad demo`; returns the exit status."""
     run(build_parser().parse_args(argv))
     return 0
 

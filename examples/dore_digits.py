@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from combgrad.distributed import (
     DORE,
@@ -105,7 +107,8 @@ def train(
     order = torch.Generator().manual_seed(args.seed + 1 + rank)
     curve = []
     start = time.perf_counter()
-    for epoch in range(args.epochs):
+    epochs = tqdm(range(args.epochs), desc=f"{kind} {method}", disable=rank != 0, file=sys.stderr)
+    for epoch in epochs:
         perm = torch.randperm(len(x_local), generator=order)
         for b in range(batches_per_epoch):
             idx = perm[(b * args.batch_size) % len(perm) :][: args.batch_size]

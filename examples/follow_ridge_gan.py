@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from combgrad.optim import FollowTheRidge
 
@@ -87,7 +89,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict:
     )
     params = list(generator_net.parameters()) + list(discriminator.parameters())
     grad_norms = []
-    for _ in range(args.iterations):
+    for _ in tqdm(range(args.iterations), desc=f"{method} seed {seed}", file=sys.stderr):
         if args.resample:
             real = sample_data(args.batch_size, rng)
             latent = torch.randn(args.batch_size, args.z_dim, generator=rng)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from combgrad.optim import HAdam
 
@@ -96,7 +98,7 @@ def _run(args: argparse.Namespace) -> dict:
     seeds = [0] if args.quick else [0, 1, 2, 3, 4]
     steps, epochs = (300, 2) if args.quick else (1500, 20)
     quad, digits = {}, {}
-    for order, moment in VARIANTS:
+    for order, moment in tqdm(VARIANTS, desc="variants", file=sys.stderr):
         name = label(order, moment)
         quad[name] = np.stack([noisy_quadratic(order, moment, steps=steps, seed=s) for s in seeds])
         digits[name] = np.stack(

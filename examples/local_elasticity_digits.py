@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from torch import nn
+from tqdm import tqdm
 
 from combgrad.analysis import (
     cluster_similarity,
@@ -91,7 +93,7 @@ def neural_scores(
     targets = x_prim.new_ones(x_prim.shape[0])
     name = "ReLU" if activation == "relu" else "linear"
     scores = {f"{name} train acc": train_acc}
-    for kind in ("relative", "kernel"):
+    for kind in tqdm(("relative", "kernel"), desc=f"{name} similarities", file=sys.stderr):
         similarity = local_elasticity_similarity(
             model, nn.MSELoss(), x_prim, targets, kind=kind, lr=args.similarity_lr, symmetrize=True
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import torch
 from scipy.ndimage import rotate
 from sklearn.datasets import load_digits
 from torch import nn
+from tqdm import tqdm
 
 from combgrad.optim import OGD
 
@@ -122,7 +124,7 @@ def run_method(method: str, tasks, args, seed: int) -> np.ndarray:
     ewc = EWCPenalty(args.ewc_lambda) if method == "EWC" else None
     generator = torch.Generator().manual_seed(seed)
     acc = np.zeros((len(tasks), len(tasks)))
-    for i, (x, y, _, _) in enumerate(tasks):
+    for i, (x, y, _, _) in tqdm(enumerate(tasks), total=len(tasks), desc="tasks", file=sys.stderr):
         for _ in range(args.epochs):
             order = torch.randperm(len(y), generator=generator)
             for start in range(0, len(y), args.batch_size):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+from tqdm import tqdm
 
 from combgrad.losses.robust_ib import RobustIBLoss, fisher_information_penalty
 
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _run(args: argparse.Namespace) -> dict:
     results: dict[str, list[dict]] = {str(a): [] for a in args.alphas}
     start = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in tqdm(range(args.seeds), desc="seeds", file=sys.stderr):
         data = load_data(seed)
         for alpha in args.alphas:
             encoder, decoder = train(alpha, seed, data, args)

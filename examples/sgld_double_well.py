@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
+from tqdm import tqdm
 
 from combgrad.optim import SGLD
 
@@ -83,7 +85,7 @@ def _run(args: argparse.Namespace) -> dict:
         betas = [1.0, 10.0, 100.0]
 
     rows, samples_by_lr = [], {}
-    for lr in lrs:
+    for lr in tqdm(lrs, desc="step sizes", file=sys.stderr):
         samples = run_chains(lr, beta, n_chains, horizon, args.seed)
         samples_by_lr[lr] = samples
         rows.append(

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from combgrad.optim import SGDA
 
@@ -172,7 +174,7 @@ def _run(args: argparse.Namespace) -> dict:
     # Fig. 2 setting: k = 1, d = 2, A* = [1, 1]^T, unconstrained, several random starts.
     a_star_2 = torch.ones(2, 1, dtype=torch.float64)
     fig2 = {}
-    for act in fig2_acts:
+    for act in tqdm(fig2_acts, desc="Fig. 2 activations", file=sys.stderr):
         res = recover(
             a_star_2,
             n=5000,
@@ -193,7 +195,7 @@ def _run(args: argparse.Namespace) -> dict:
 
     # Fig. 1 setting: k = 2, error against n = m for several d, projected rows.
     fig1: dict[int, list[tuple[int, float, float]]] = {}
-    for d in dims:
+    for d in tqdm(dims, desc="Fig. 1 dimensions", file=sys.stderr):
         a_star = unit_row_matrix(d, 2, seed=100 + d)
         rows = []
         for n in sample_sizes:

@@ -1,4 +1,4 @@
-"""``python -m solvers``: see :mod:`solvers.cli`."""
+"""`python -m solvers`: see `solvers.cli`."""
 
 import sys
 

@@ -179,7 +179,7 @@ def solve(
 
     Args:
         problem: the problem, minimised.
-        backend: a name from :func:`solvers.available_backends`.
+        backend: a name from [`solvers.available_backends`][solvers.available_backends].
         time_limit: seconds; on expiry the status is `Status.TIME_LIMIT` (with the best
             incumbent in ``x`` for a MILP, if any and feasible). Other solver limits
             (iterations, nodes) give `Status.TIME_LIMIT` too, with the limit named in
@@ -189,9 +189,9 @@ def solve(
 
     Returns:
         A `Solution`. Infeasible, unbounded and failed solves are statuses, not
-        exceptions; call ``raise_for_status()`` to turn them into errors.
-        Duals follow the package convention: ``duals_eq = dz/db_eq`` and
-        ``duals_ub = dz/db_ub <= 0``; they are None for integer programs.
+            exceptions; call `raise_for_status()` to turn them into errors.
+            Duals follow the package convention: `duals_eq = dz/db_eq` and
+            `duals_ub = dz/db_ub <= 0`; they are None for integer programs.
 
     Raises:
         TypeError: ``problem`` is not a `LinearProgram`.
@@ -209,21 +209,24 @@ class Solver:
 
     Training re-solves one structure with new costs every step; building the backend
     model is often as expensive as solving it. Whether a warm start (the previous
-    basis) is used is a per-backend choice measured in ``make bench``: for HiGHS,
+    basis) is used is a per-backend choice measured in `make bench`: for HiGHS,
     re-solving from scratch after all costs change was faster, so the default keeps
-    the model but discards the basis (``options={"warm_start": True}`` keeps it).
+    the model but discards the basis (`options={"warm_start": True}` keeps it).
 
     Args:
         problem: the structure (constraints, bounds, integrality) and initial costs.
-        backend: as for :func:`solve`.
-        time_limit: as for :func:`solve`.
-        options: as for :func:`solve`.
+        backend: as for [`solve`][solvers.solve].
+        time_limit: as for [`solve`][solvers.solve].
+        options: as for [`solve`][solvers.solve].
 
     Examples:
-        >>> lp = LinearProgram([1.0, 2.0], A_eq=[[1.0, 1.0]], b_eq=[1.0])
-        >>> solver = Solver(lp)
-        >>> [round(solver.solve(c).objective, 6) for c in ([1.0, 2.0], [3.0, -1.0])]
-        [1.0, -1.0]
+        ```python
+        from solvers import LinearProgram, Solver
+
+        lp = LinearProgram([1.0, 2.0], A_eq=[[1.0, 1.0]], b_eq=[1.0])
+        solver = Solver(lp)
+        print([round(solver.solve(c).objective, 6) for c in ([1.0, 2.0], [3.0, -1.0])])  # [1.0, -1.0]
+        ```
     """
 
     def __init__(
@@ -253,7 +256,7 @@ class Solver:
             self._build_error = f"{self.backend.name} could not load the problem: {exc}"
 
     def solve(self, c: Any = None) -> Solution:
-        """Solve with the stored costs, or with new costs ``c`` of shape (n,)."""
+        """Solve with the stored costs, or with new costs `c` of shape (n,)."""
         problem = self.problem
         if c is not None:
             problem = self.problem = problem.with_costs(c)

@@ -83,13 +83,13 @@ def solve_batch(
     """Solve a batch, preserving order; a failing item is reported in its own `Solution`.
 
     Args:
-        problems_or_costs: `LinearProgram` objects, or, with ``structure``, cost
+        problems_or_costs: `LinearProgram` objects, or, with `structure`, cost
             vectors of shape (n,) (a 2-D array of shape (B, n) works too).
         structure: a problem whose constraints all items share; the backend model
             is then built once per chunk and only the costs change (see `Solver`).
-        backend: as for :func:`solvers.solve`.
-        time_limit: as for :func:`solvers.solve`.
-        options: as for :func:`solvers.solve`.
+        backend: as for [`solvers.solve`][solvers.solve].
+        time_limit: as for [`solvers.solve`][solvers.solve].
+        options: as for [`solvers.solve`][solvers.solve].
         workers: solve in this many worker processes (spawned, so that solver
             thread pools are never forked), one contiguous chunk each. Each call
             starts a fresh pool, and each spawned process imports numpy, scipy and
@@ -105,8 +105,8 @@ def solve_batch(
 
     Returns:
         One `Solution` per item, in input order. Items that raise (bad costs, a
-        backend error) come back with ``Status.ERROR`` and the reason in
-        ``message``; every other item is still solved.
+            backend error) come back with `Status.ERROR` and the reason in
+            `message`; every other item is still solved.
     """
     if structure is not None and not isinstance(structure, LinearProgram):
         raise TypeError(

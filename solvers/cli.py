@@ -1,6 +1,6 @@
-"""Command line: ``python -m solvers solve FILE`` and ``python -m solvers backends``.
+"""Command line: `python -m solvers solve FILE` and `python -m solvers backends`.
 
-Also installed as the ``combgrad-solve`` script. Run with ``--help`` for usage and
+Also installed as the `combgrad-solve` script. Run with `--help` for usage and
 the exit codes.
 """
 
@@ -48,7 +48,7 @@ maximum) and includes any constant term of the file's objective.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    """Run the command line with `argv` (default `sys.argv[1:]`); returns the exit code."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _program_name() -> str:
-    """``python -m solvers``, or the installed script's name (``combgrad-solve``)."""
+    """`python -m solvers`, or the installed script's name (`combgrad-solve`)."""
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return "python -m solvers" if script in ("", "__main__.py", "-c") else script
 

@@ -1,37 +1,36 @@
 """Turn a cvxpy LP/MILP into a `LinearProgram`, and map solutions back to its variables.
 
 Example:
-    >>> import cvxpy as cp
-    >>> import solvers
-    >>> x = cp.Variable(2, name="x")
-    >>> budget = x[0] + x[1] <= 4
-    >>> problem = cp.Problem(cp.Maximize(x[0] + 2 * x[1] + 1), [budget, x >= 0, x[1] <= 3])
-    >>> lp, mapping = solvers.from_cvxpy(problem)
-    >>> solution = solvers.solve(lp)
-    >>> round(mapping.objective(solution), 6)  # cvxpy's sense, with the constant
-    8.0
-    >>> mapping.values(solution)[x].round(6).tolist()
-    [1.0, 3.0]
-    >>> round(float(mapping.duals(solution)[budget]), 6)  # as budget.dual_value
-    1.0
+    ```python
+    import cvxpy as cp
+    import solvers
+    x = cp.Variable(2, name="x")
+    budget = x[0] + x[1] <= 4
+    problem = cp.Problem(cp.Maximize(x[0] + 2 * x[1] + 1), [budget, x >= 0, x[1] <= 3])
+    lp, mapping = solvers.from_cvxpy(problem)
+    solution = solvers.solve(lp)
+    print(round(mapping.objective(solution), 6))  # 8.0 (cvxpy's sense, with the constant)
+    print(mapping.values(solution)[x].round(6).tolist())  # [1.0, 3.0]
+    print(round(float(mapping.duals(solution)[budget]), 6))  # 1.0 (as budget.dual_value)
+    ```
 
 How the mapping works: cvxpy compiles the problem for its HiGHS interface
-(``problem.get_problem_data(cvxpy.HIGHS)``) into ``min c @ x`` subject to
-``A x + s = b`` with ``s`` in the zero cone (equalities, first) and the
-non-negative cone (``A x <= b``), plus variable bounds and integer indices. Those
-are exactly the `LinearProgram`'s ``A_eq``/``A_ub`` blocks. To go back, a `Solution`
+(`problem.get_problem_data(cvxpy.HIGHS)`) into `min c @ x` subject to
+`A x + s = b` with `s` in the zero cone (equalities, first) and the
+non-negative cone (`A x <= b`), plus variable bounds and integer indices. Those
+are exactly the `LinearProgram`'s `A_eq`/`A_ub` blocks. To go back, a `Solution`
 is turned into the cvxpy solution that cvxpy's own HiGHS interface would build,
 and inverted through the chain of reductions that compiled the problem, so every
 reshaping, sign flip and constant that cvxpy applied is undone by cvxpy itself.
 
 Sign conventions:
 
-* A ``cvxpy.Maximize`` problem becomes the minimisation of the negated objective
-  (cvxpy's own ``FlipObjective``), so ``solution.objective`` is minus cvxpy's value,
-  without the constant. `CvxpyMapping.objective` returns cvxpy's value (``problem.value``).
-* Duals: `Solution` holds ``dz/db`` (``duals_ub <= 0``). cvxpy's multipliers have
-  the opposite sign (``y = -dz/db`` on the compiled rows). `CvxpyMapping.duals`
-  returns exactly what cvxpy would store in each ``constraint.dual_value``:
+* A `cvxpy.Maximize` problem becomes the minimisation of the negated objective
+  (cvxpy's own `FlipObjective`), so `solution.objective` is minus cvxpy's value,
+  without the constant. `CvxpyMapping.objective` returns cvxpy's value (`problem.value`).
+* Duals: `Solution` holds `dz/db` (`duals_ub <= 0`). cvxpy's multipliers have
+  the opposite sign (`y = -dz/db` on the compiled rows). `CvxpyMapping.duals`
+  returns exactly what cvxpy would store in each `constraint.dual_value`:
   nonnegative for an inequality of a minimisation, for example.
 * Parameters are read once, when `from_cvxpy` is called: after changing a
   parameter's value, call `from_cvxpy` again.
@@ -60,18 +59,18 @@ def from_cvxpy(problem: Any) -> tuple[LinearProgram, CvxpyMapping]:
     """Compile a cvxpy LP or MILP into a `LinearProgram`, keeping the map back.
 
     Args:
-        problem: a ``cvxpy.Problem`` whose objective is linear and whose
+        problem: a `cvxpy.Problem` whose objective is linear and whose
             constraints are linear equalities and inequalities after cvxpy's
-            reductions (``abs``, ``norm1``, ``max`` and the like are fine). Every
+            reductions (`abs`, `norm1`, `max` and the like are fine). Every
             parameter must have a value.
 
     Returns:
-        ``(lp, mapping)``: the problem in standard form (a minimisation; see the
-        module docstring for maximisation), and a `CvxpyMapping` that reads a
-        `Solution` of ``lp`` per cvxpy variable and constraint.
+        `(lp, mapping)`: the problem in standard form (a minimisation; see the
+            module docstring for maximisation), and a `CvxpyMapping` that reads a
+            `Solution` of `lp` per cvxpy variable and constraint.
 
     Raises:
-        TypeError: ``problem`` is not a ``cvxpy.Problem``.
+        TypeError: `problem` is not a `cvxpy.Problem`.
         ValueError: naming the reason, when the problem is not DCP, has no
             variables, has a parameter without a value, or is not an LP/MILP
             (quadratic objective, second-order, exponential or semidefinite cones).
@@ -158,12 +157,12 @@ def from_cvxpy(problem: Any) -> tuple[LinearProgram, CvxpyMapping]:
 
 
 class CvxpyMapping:
-    """The way back from a `Solution` of ``lp`` to the cvxpy problem it came from.
+    """The way back from a `Solution` of `lp` to the cvxpy problem it came from.
 
     Made by `from_cvxpy`; holds the cvxpy problem, the compiled `LinearProgram`
     and cvxpy's reduction chain. A `Solution` passed in must come from solving
-    ``lp`` itself (any backend). Shapes are checked, but a solve with other costs
-    (``lp.with_costs``) would be mapped back as if it were cvxpy's objective.
+    `lp` itself (any backend). Shapes are checked, but a solve with other costs
+    (`lp.with_costs`) would be mapped back as if it were cvxpy's objective.
 
     Attributes:
         problem: the cvxpy problem.
@@ -190,12 +189,12 @@ class CvxpyMapping:
         return f"CvxpyMapping({self.lp!r}, variables={len(self.problem.variables())})"
 
     def invert(self, solution: Solution) -> Any:
-        """The ``cvxpy.reductions.solution.Solution`` of the original problem.
+        """The `cvxpy.reductions.solution.Solution` of the original problem.
 
         Raises:
-            TypeError: ``solution`` is not a `Solution`.
-            ValueError: its arrays do not fit ``lp``, or its status has no cvxpy
-                equivalent (``ERROR``, ``NUMERICAL``, or ``TIME_LIMIT`` without a point).
+            TypeError: `solution` is not a `Solution`.
+            ValueError: its arrays do not fit `lp`, or its status has no cvxpy
+                equivalent (`ERROR`, `NUMERICAL`, or `TIME_LIMIT` without a point).
         """
         import cvxpy.settings as s
         from cvxpy.reductions.solution import Solution as CvxpySolution
@@ -258,10 +257,10 @@ class CvxpyMapping:
         return result
 
     def values(self, solution: Solution) -> dict[Any, np.ndarray]:
-        """The value of every cvxpy variable at ``solution.x``, shaped like the variable.
+        """The value of every cvxpy variable at `solution.x`, shaped like the variable.
 
         Raises:
-            ValueError: ``solution`` has no point (e.g. infeasible), or does not fit ``lp``.
+            ValueError: `solution` has no point (e.g. infeasible), or does not fit `lp`.
         """
         _check_solution(solution)
         if solution.x is None:
@@ -281,10 +280,10 @@ class CvxpyMapping:
         return float("nan") if value is None else float(value)
 
     def duals(self, solution: Solution) -> dict[Hashable, np.ndarray | float]:
-        """Each constraint's dual, exactly as cvxpy stores it in ``constraint.dual_value``.
+        """Each constraint's dual, exactly as cvxpy stores it in `constraint.dual_value`.
 
         Raises:
-            ValueError: ``solution`` carries no duals (integer program, or not optimal).
+            ValueError: `solution` carries no duals (integer program, or not optimal).
         """
         _check_solution(solution)
         if solution.duals_ub is None or solution.duals_eq is None:
@@ -296,14 +295,14 @@ class CvxpyMapping:
         return {con: dual_vars[con.id] for con in self.problem.constraints if con.id in dual_vars}
 
     def load(self, solution: Solution) -> None:
-        """Store ``solution`` in the cvxpy problem as if cvxpy had solved it.
+        """Store `solution` in the cvxpy problem as if cvxpy had solved it.
 
-        Sets each variable's ``value``, each constraint's ``dual_value`` (LP only),
-        and ``problem.status`` / ``problem.value``.
+        Sets each variable's `value`, each constraint's `dual_value` (LP only),
+        and `problem.status` / `problem.value`.
 
         Raises:
-            SolverError: the status has no cvxpy equivalent (``ERROR``,
-                ``NUMERICAL``, ``TIME_LIMIT`` without a point).
+            SolverError: the status has no cvxpy equivalent (`ERROR`,
+                `NUMERICAL`, `TIME_LIMIT` without a point).
         """
         try:
             result = self.invert(solution)

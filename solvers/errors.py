@@ -1,4 +1,4 @@
-"""Exception hierarchy of :mod:`solvers`: everything a solve can raise derives from `SolverError`."""
+"""Exception hierarchy of `solvers`: everything a solve can raise derives from `SolverError`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Read and write MPS and LP problem files, through HiGHS's own readers and writers.
 
-The format comes from the file name: ``.mps`` or ``.lp``, optionally gzipped
-(``.mps.gz``, ``.lp.gz``). Every HiGHS call's status is checked, its log is read
+The format comes from the file name: `.mps` or `.lp`, optionally gzipped
+(`.mps.gz`, `.lp.gz`). Every HiGHS call's status is checked, its log is read
 for warnings, and what HiGHS reads is checked again before it becomes a
 `LinearProgram`. So a file either gives the problem it describes (up to the
 HiGHS conventions listed below) or raises `ProblemFileError`, naming the file and
@@ -9,27 +9,27 @@ the fault in one line.
 
 Conventions (what a `LinearProgram` cannot hold directly):
 
-* **Maximisation.** A file that maximises ``f @ x`` is read as the minimisation of
-  ``c @ x`` with ``c = -f``, so the optimal objective of the problem that `read`
+* **Maximisation.** A file that maximises `f @ x` is read as the minimisation of
+  `c @ x` with `c = -f`, so the optimal objective of the problem that `read`
   returns is *minus* the file's optimum. `read_model` records the flip in
   `ModelFile.maximize`, and `ModelFile.file_objective` turns it back.
 * **Objective constant.** A constant term in the objective (an MPS right-hand side
   on the objective row, or a constant in an LP file's objective) cannot be kept in
   a `LinearProgram`. `read` refuses such a file (dropping the constant would
   report a wrong optimum). `read_model` keeps it as `ModelFile.offset`.
-* **Rows.** ``a @ x <= u`` goes to ``A_ub``, ``a @ x >= l`` to ``A_ub`` as
-  ``-a @ x <= -l``, ``a @ x == b`` to ``A_eq``, and a ranged row
-  ``l <= a @ x <= u`` to two ``A_ub`` rows, upper first. Rows stay in file
+* **Rows.** `a @ x <= u` goes to `A_ub`, `a @ x >= l` to `A_ub` as
+  `-a @ x <= -l`, `a @ x == b` to `A_eq`, and a ranged row
+  `l <= a @ x <= u` to two `A_ub` rows, upper first. Rows stay in file
   order. Free rows (both sides infinite) carry no constraint and are dropped.
 * **Infinity and tiny values.** HiGHS treats bounds and right-hand sides of
   magnitude 1e20 or more as infinite, and so does this module; an infinite
   objective coefficient is an error. HiGHS drops matrix coefficients of magnitude
-  1e-9 or less (its ``small_matrix_value``), when reading, writing and solving
+  1e-9 or less (its `small_matrix_value`), when reading, writing and solving
   alike, and so do `read` and `write`. Coefficients of 1e15 or more are an error.
 * **Column order.** An MPS file fixes the column order. An LP file has none:
   HiGHS numbers variables in order of first appearance. `write` names column
-  ``j`` ``c{j}``, so when an LP file's variables are named exactly ``c0 ... c{n-1}``
-  they are put in that order. This keeps ``read(write(p, "x.lp"))`` equal to ``p``.
+  `j` `c{j}`, so when an LP file's variables are named exactly `c0 ... c{n-1}`
+  they are put in that order. This keeps `read(write(p, "x.lp"))` equal to `p`.
 * **Not supported** (each raises `ProblemFileError`): quadratic objectives,
   semi-continuous and semi-integer variables, SOS, indicator and quadratic
   constraints, NaN anywhere, a variable whose lower bound exceeds its upper bound,
@@ -39,7 +39,7 @@ Conventions (what a `LinearProgram` cannot hold directly):
 Workarounds for HiGHS reader problems (HiGHS 1.16):
 
 * Its free-format MPS reader takes an indented data line whose first word is
-  ``NAME`` or ``OBJSENSE`` (a column called ``OBJSENSE``, say) for a section
+  `NAME` or `OBJSENSE` (a column called `OBJSENSE`, say) for a section
   header, and silently drops the rest of the section. `read` renames such names
   in a temporary copy first; names are not part of a `LinearProgram`.
 * When the free-format reader meets what looks like a name with spaces, HiGHS
@@ -109,10 +109,10 @@ class ModelFile:
     Attributes:
         problem: the problem as a minimisation (costs negated for a maximising file).
         path: the file read.
-        maximize: True when the file maximises; then ``problem.c`` is minus the
+        maximize: True when the file maximises; then `problem.c` is minus the
             file's objective coefficients.
         offset: the constant term of the file's objective (0.0 when there is none).
-        col_names: the file's variable names in ``problem``'s column order (empty
+        col_names: the file's variable names in `problem`'s column order (empty
             when HiGHS dropped them, e.g. because of duplicates).
     """
 
@@ -123,7 +123,7 @@ class ModelFile:
     col_names: tuple[str, ...] = ()
 
     def file_objective(self, value: float) -> float:
-        """The file's objective for ``value = problem.c @ x``: sign flipped back, offset added.
+        """The file's objective for `value = problem.c @ x`: sign flipped back, offset added.
 
         Infinite values follow the sign too: an infeasible maximisation gives -inf.
         """
@@ -139,7 +139,7 @@ def read(path: PathLike) -> LinearProgram:
 
     Returns:
         The problem. A maximising file comes back with its costs negated, so its
-        optimal objective is minus the file's (see `read_model` to keep the sign).
+            optimal objective is minus the file's (see `read_model` to keep the sign).
 
     Raises:
         ProblemFileError: naming the file, when it is missing or unreadable, is not
@@ -164,8 +164,8 @@ def read_model(path: PathLike) -> ModelFile:
         path: a file ending in .mps, .lp, .mps.gz or .lp.gz.
 
     Returns:
-        A `ModelFile` whose ``problem`` is the minimisation form; see the module
-        docstring for how rows, bounds and maximisation are mapped.
+        A `ModelFile` whose `problem` is the minimisation form; see the module
+            docstring for how rows, bounds and maximisation are mapped.
 
     Raises:
         ProblemFileError: as for `read`, except that a constant objective term is kept.
@@ -214,11 +214,11 @@ def read_model(path: PathLike) -> ModelFile:
 
 
 def write(problem: LinearProgram, path: PathLike) -> None:
-    """Write ``problem`` to an MPS or LP file through HiGHS's writer.
+    """Write `problem` to an MPS or LP file through HiGHS's writer.
 
-    Column ``j`` is named ``c{j}``; rows are ``r0, r1, ...``: first the ``A_ub``
-    rows (as ``<=`` rows), then the ``A_eq`` rows. HiGHS writes 17 significant
-    digits, so ``read(path)`` gives back exactly ``problem``, except for what
+    Column `j` is named `c{j}`; rows are `r0, r1, ...`: first the `A_ub`
+    rows (as `<=` rows), then the `A_eq` rows. HiGHS writes 17 significant
+    digits, so `read(path)` gives back exactly `problem`, except for what
     HiGHS does not represent: matrix coefficients of magnitude 1e-9 or less are
     dropped, and bounds and right-hand sides of 1e20 or more become infinite.
 
@@ -227,7 +227,7 @@ def write(problem: LinearProgram, path: PathLike) -> None:
         path: a file name ending in .mps, .lp, .mps.gz or .lp.gz; it is overwritten.
 
     Raises:
-        TypeError: ``problem`` is not a `LinearProgram`.
+        TypeError: `problem` is not a `LinearProgram`.
         ProblemFileError: naming the file, when it cannot be written (missing
             folder, no permission, HiGHS failure).
     """
@@ -364,7 +364,7 @@ def _fixed_format_fallback(text: bytes) -> str | None:
     """Where HiGHS's free-format MPS reader might switch to its fixed-format reader.
 
     The fixed-format reader (HMPSIO.cpp) is not memory safe: it passes a
-    ``std::array`` to a printf ``%s`` when logging and scans a MARKER line
+    `std::array` to a printf `%s` when logging and scans a MARKER line
     without bounds, and it crashed the interpreter in fuzzing. So `read` never
     lets HiGHS get there. The free-format reader (HMpsFF.cpp) falls back when a
     ROWS line has words after the row name, or a COLUMNS line's second word is
@@ -406,13 +406,13 @@ def _fixed_format_fallback(text: bytes) -> str | None:
 
 
 def _sanitised_mps(text: bytes) -> bytes | None:
-    """``text`` with two HiGHS reader traps defused, or None when there are none.
+    """`text` with two HiGHS reader traps defused, or None when there are none.
 
     1. HiGHS's fixed-format MPS reader, which its free-format reader falls back
        to (with a warning, so `read` refuses the file anyway), loops forever on
        an empty line or on a line of exactly a multiple of 127 characters: its
-       ``istream::get`` then extracts nothing, sets failbit, and never reaches
-       EOF. Such lines become a comment line ``*``, or get one trailing space.
+       `istream::get` then extracts nothing, sets failbit, and never reaches
+       EOF. Such lines become a comment line `*`, or get one trailing space.
     2. Names that the free-format reader takes for section headers are renamed
        (see `_rename_keyword_names`).
     """
@@ -764,7 +764,7 @@ def _to_highs_lp(problem: LinearProgram):
 
 
 def _declare_unused_columns(target: Path, problem: LinearProgram) -> None:
-    """Declare, in a ``bounds`` line, each column that appears nowhere in an LP file.
+    """Declare, in a `bounds` line, each column that appears nowhere in an LP file.
 
     A continuous column with zero cost, no matrix entries and the default bounds
     [0, inf) is written nowhere by HiGHS, so reading the file back would lose it.
@@ -802,12 +802,12 @@ def _empty_columns(problem: LinearProgram) -> np.ndarray:
 
 
 def _fix_integer_markers(target: Path, problem: LinearProgram) -> None:
-    """Redo the integer MARKER lines of an MPS file HiGHS wrote for ``problem``.
+    """Redo the integer MARKER lines of an MPS file HiGHS wrote for `problem`.
 
     HiGHS writes a column with no entries and zero cost before deciding about
     markers, so such a column loses its integrality, or gains it when it sits
-    between integer columns. The markers are rebuilt from ``problem.integrality``,
-    reading each COLUMNS line's column from its name ``c{j}``.
+    between integer columns. The markers are rebuilt from `problem.integrality`,
+    reading each COLUMNS line's column from its name `c{j}`.
     """
     if not problem.is_mip or not (_empty_columns(problem) & (problem.c == 0)).any():
         return

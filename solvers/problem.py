@@ -1,6 +1,6 @@
 """`LinearProgram`: the problem model shared by every backend.
 
-The form is scipy's (``scipy.optimize.linprog`` / ``milp``), always a minimization::
+The form is scipy's (`scipy.optimize.linprog` / `milp`), always a minimization::
 
     min  c @ x
     s.t. A_ub @ x <= b_ub
@@ -193,8 +193,8 @@ def _integrality(value: Any, n: int) -> np.ndarray:
 class LinearProgram:
     """A linear or mixed-integer linear program, validated on construction.
 
-    Arguments follow ``scipy.optimize.linprog`` / ``milp``; the problem is always
-    a minimization of ``c @ x``.
+    Arguments follow `scipy.optimize.linprog` / `milp`; the problem is always
+    a minimization of `c @ x`.
 
     Args:
         c: objective coefficients, shape (n,), finite.
@@ -211,13 +211,13 @@ class LinearProgram:
         integrality: 0/1 per variable (1 = integer), or a scalar for all; None
             means all continuous.
 
-    Stored attributes are normalised: ``A_ub``/``A_eq`` are CSR arrays (with zero
-    rows when absent), ``bounds`` is an (n, 2) float array, ``integrality`` an int8
+    Stored attributes are normalised: `A_ub`/`A_eq` are CSR arrays (with zero
+    rows when absent), `bounds` is an (n, 2) float array, `integrality` an int8
     vector; all arrays are read-only.
 
     Raises:
         ValueError: naming the offending argument, for wrong shapes, NaN anywhere,
-            +-inf outside ``bounds``, an empty ``c``, or a lower bound above its
+            +-inf outside `bounds`, an empty `c`, or a lower bound above its
             upper bound.
     """
 
@@ -292,7 +292,7 @@ class LinearProgram:
         return bool(self.integrality.any())
 
     def stacked_constraints(self, fmt: str = "csc") -> sp.sparray:
-        """``[A_ub; A_eq]`` in sparse format ``fmt`` ("csc" or "csr"), built once and cached.
+        """`[A_ub; A_eq]` in sparse format `fmt` ("csc" or "csr"), built once and cached.
 
         Backends hand the rows to the solver in one call; the matrix is shared by every
         problem derived with `with_costs`, so re-solves with new costs never rebuild it.
@@ -341,7 +341,7 @@ class LinearProgram:
         return LinearProgram(**args)
 
     def residuals(self, x: np.ndarray) -> float:
-        """Largest violation of any constraint or bound at ``x`` (0 when feasible)."""
+        """Largest violation of any constraint or bound at `x` (0 when feasible)."""
         x = np.asarray(x, dtype=np.float64)
         worst = max(0.0, float(np.max(self.lb - x)), float(np.max(x - self.ub)))
         if self.n_ub or self.n_eq:
@@ -353,7 +353,7 @@ class LinearProgram:
         return worst
 
     def rhs_scale(self) -> float:
-        """``1 + max |b|`` over both right-hand sides: the scale of feasibility tolerances."""
+        """`1 + max |b|` over both right-hand sides: the scale of feasibility tolerances."""
         cache = self.__dict__
         if "_rhs_scale" not in cache:
             cache["_rhs_scale"] = 1.0 + max(

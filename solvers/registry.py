@@ -79,7 +79,7 @@ def backend_info() -> dict[str, dict[str, object]]:
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called ``name``; raises `BackendUnavailableError` listing what is available."""
+    """The backend called `name`; raises `BackendUnavailableError` listing what is available."""
     if not isinstance(name, str):
         raise BackendUnavailableError(f"`backend` must be a string; got {type(name).__name__}.")
     backend = BACKENDS.get(name.lower())

@@ -1,4 +1,4 @@
-"""The one result type of :mod:`solvers`: `Status` and `Solution`."""
+"""The one result type of `solvers`: `Status` and `Solution`."""
 
 from __future__ import annotations
 

@@ -1,19 +1,19 @@
 """Weak supervision from unordered label bags on the scikit-learn digits (paper setting (a)).
 
-The training images are partitioned once (per seed) into bags of ``k`` images; a bag is
+The training images are partitioned once (per seed) into bags of `k` images; a bag is
 labelled only with the multiset of its images' classes. A small residual CNN is trained
 with one of four losses, and evaluated by per-image test accuracy:
 
 - ``matching``: `combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
   of the bag's labels to its images (gradient: cross-entropy on the optimal assignment).
-- ``sinkhorn``: the entropic (Sinkhorn) relaxation of the same matching. The transport
-  plan ``P_eps`` with uniform marginals is computed by log-domain Sinkhorn iterations and
-  the loss is ``<P_eps, C>`` with ``P_eps`` held fixed, so the gradient is ``P_eps`` itself
+- `sinkhorn`: the entropic (Sinkhorn) relaxation of the same matching. The transport
+  plan `P_eps` with uniform marginals is computed by log-domain Sinkhorn iterations and
+  the loss is `<P_eps, C>` with `P_eps` held fixed, so the gradient is `P_eps` itself
   (the envelope-theorem gradient of entropic optimal transport).
-- ``proportion``: a bag-level loss that ignores the matching: cross-entropy between the
+- `proportion`: a bag-level loss that ignores the matching: cross-entropy between the
   bag's label proportions (counts / k) and the mean predicted distribution over the bag
   (learning from label proportions, DLLP-style).
-- ``supervised``: per-image cross-entropy with the true labels (upper bound; it sees
+- `supervised`: per-image cross-entropy with the true labels (upper bound; it sees
   labels the other losses do not).
 
 Extended grid (`EXTENDED_LOSSES`, not in the demo):
@@ -73,7 +73,7 @@ NUM_CLASSES = 10
 
 
 def load_digit_split(seed: int, test_fraction: float = 0.3):
-    """Digits as float tensors (N, 1, 8, 8) in [0, 1], split into train/test by ``seed``."""
+    """Digits as float tensors (N, 1, 8, 8) in [0, 1], split into train/test by `seed`."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -86,9 +86,9 @@ def load_digit_split(seed: int, test_fraction: float = 0.3):
 
 
 def make_bags(num_images: int, bag_size: int, seed: int) -> torch.Tensor:
-    """Partition ``range(num_images)`` into fixed random bags: (num_bags, bag_size) indices.
+    """Partition `range(num_images)` into fixed random bags: (num_bags, bag_size) indices.
 
-    The remainder (fewer than ``bag_size`` images) is dropped. Bags are fixed for the
+    The remainder (fewer than `bag_size` images) is dropped. Bags are fixed for the
     whole run, as in a real weakly labelled data set (the same photo always comes with the
     same caption).
     """
@@ -144,8 +144,8 @@ class ResidualCNN(nn.Module):
 def sinkhorn_plan(cost: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
     """Entropic transport plan between uniform marginals, (B, k, k) -> (B, k, k).
 
-    Log-domain Sinkhorn: ``P = diag(u) exp(-C / eps) diag(v)`` with row and column sums
-    ``1 / k``; returned scaled by ``k`` so that each row sums to one (a soft assignment).
+    Log-domain Sinkhorn: `P = diag(u) exp(-C / eps) diag(v)` with row and column sums
+    `1 / k`; returned scaled by `k` so that each row sums to one (a soft assignment).
     """
     k = cost.shape[-1]
     log_kernel = -cost / epsilon
@@ -168,7 +168,7 @@ def bag_loss(
     sinkhorn_epsilon: float = 0.1,
     sinkhorn_iterations: int = 30,
 ) -> torch.Tensor:
-    """The training loss ``name`` for one batch of bags.
+    """The training loss `name` for one batch of bags.
 
     Args:
         name: one of `LOSSES` (``"smoothed"`` is ``"matching"`` with the
@@ -289,10 +289,10 @@ def run_bags(
     sinkhorn_end: float = 0.03,
     warm_fraction: float = 0.25,
 ) -> BagRunResult:
-    """Train the residual CNN with ``loss`` on bags of ``bag_size`` and record test accuracy.
+    """Train the residual CNN with `loss` on bags of `bag_size` and record test accuracy.
 
-    Every loss sees the same split, bags, batches (``images_per_batch // bag_size`` bags per
-    step), initialisation, optimizer (Adam, cosine-annealed ``lr``) and epochs.
+    Every loss sees the same split, bags, batches (`images_per_batch // bag_size` bags per
+    step), initialisation, optimizer (Adam, cosine-annealed `lr`) and epochs.
 
     Args:
         loss: one of `LOSSES`.

@@ -1,7 +1,7 @@
 """Analysis tools from gradient-method papers.
 
 Needs only torch (and scikit-learn / scipy for clustering, imported when used); never imports
-:mod:`solvers`.
+`solvers`.
 """
 
 from __future__ import annotations

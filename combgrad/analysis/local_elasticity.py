@@ -2,30 +2,33 @@ r"""Local elasticity of neural networks: similarity matrices and elastic cluster
 
 He & Su, "The Local Elasticity of Neural Networks", ICLR 2020 (arXiv 1910.06943).
 
-A model is *locally elastic* when one SGD step taken at a labelled point :math:`x` changes the
-prediction at another point :math:`x'` a lot if :math:`x'` is similar to :math:`x` and little
+A model is *locally elastic* when one SGD step taken at a labelled point $x$ changes the
+prediction at another point $x'$ a lot if $x'$ is similar to $x$ and little
 otherwise. With the step
 
-.. math::
-    w^+ = w - \eta \, \nabla_w L(f(x, w), y),
+$$
+w^+ = w - \eta \, \nabla_w L(f(x, w), y),
+$$
 
 the paper defines the *relative* similarity
 
-.. math::
-    S_\text{rel}(x, x') = \frac{|f(x', w^+) - f(x', w)|}{|f(x, w^+) - f(x, w)|}
+$$
+S_\text{rel}(x, x') = \frac{|f(x', w^+) - f(x', w)|}{|f(x, w^+) - f(x, w)|}
+$$
 
 and the *kernelized* similarity
 
-.. math::
-    S_\text{ker}(x, x') = \frac{f(x', w^+) - f(x', w)}{-\eta \, \partial L / \partial f (x, w)}
-    \xrightarrow[\eta \to 0]{} \langle \nabla_w f(x, w), \nabla_w f(x', w) \rangle,
+$$
+S_\text{ker}(x, x') = \frac{f(x', w^+) - f(x', w)}{-\eta \, \partial L / \partial f (x, w)}
+\xrightarrow[\eta \to 0]{} \langle \nabla_w f(x, w), \nabla_w f(x', w) \rangle,
+$$
 
 whose small-step limit is the neural tangent kernel. Both are computed here for every training
-point at once: per-sample gradients by :func:`torch.func.vmap` over :func:`torch.func.grad`, and
-the predictions of all stepped copies of the model by a second ``vmap`` over the parameters,
+point at once: per-sample gradients by `torch.func.vmap` over `torch.func.grad`, and
+the predictions of all stepped copies of the model by a second `vmap` over the parameters,
 in chunks of training points (never a Python loop over pairs of points).
 
-The clustering pipeline (:func:`elastic_clustering`) follows the paper's public code: train a
+The clustering pipeline ([`elastic_clustering`][combgrad.analysis.elastic_clustering]) follows the paper's public code: train a
 two-layer network with MSE loss to separate a *primary* set (the two classes to be clustered,
 both labelled 1) from an *auxiliary* set (labelled 0), build the similarity of the primary points
 at the trained weights, symmetrise it, and split it into two clusters with K-means on its rows,
@@ -100,7 +103,7 @@ def _split_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]
 def _scalar_model(
     model: nn.Module, frozen: dict[str, Tensor]
 ) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
-    """``f(params, x_batch) -> (batch,)``: the model as a pure function of its parameters."""
+    """`f(params, x_batch) -> (batch,)`: the model as a pure function of its parameters."""
 
     def f(params: dict[str, Tensor], x_batch: Tensor) -> Tensor:
         out = functional_call(model, (params, frozen), (x_batch,))
@@ -136,59 +139,63 @@ def local_elasticity_similarity(
 ) -> Tensor:
     r"""Local-elasticity similarity of every pair of training points (He & Su, 2020).
 
-    Row ``i`` is obtained by one plain SGD step of size ``lr`` on the single point
-    ``(x[i], y[i])`` from the model's current weights :math:`w`, and reading the change
-    :math:`\Delta f_i(x_j) = f(x_j, w_i^+) - f(x_j, w)` of the prediction at every point:
+    Row `i` is obtained by one plain SGD step of size `lr` on the single point
+    `(x[i], y[i])` from the model's current weights $w$, and reading the change
+    $\Delta f_i(x_j) = f(x_j, w_i^+) - f(x_j, w)$ of the prediction at every point:
 
-    * ``kind="relative"``: :math:`S_{ij} = |\Delta f_i(x_j)| / |\Delta f_i(x_i)|`, so
-      :math:`S_{ii} = 1`;
-    * ``kind="kernel"``: :math:`S_{ij} = \Delta f_i(x_j) / (-\eta\, \ell'_i)` with
-      :math:`\ell'_i = \partial L(f, y_i)/\partial f` at :math:`f = f(x_i, w)`. As
-      ``lr -> 0`` this tends to the neural tangent kernel
-      :math:`\langle \nabla_w f(x_i), \nabla_w f(x_j) \rangle` (see
-      :func:`neural_tangent_kernel`); the error is :math:`O(\eta)`.
+    * `kind="relative"`: $S_{ij} = |\Delta f_i(x_j)| / |\Delta f_i(x_i)|$, so
+      $S_{ii} = 1$;
+    * `kind="kernel"`: $S_{ij} = \Delta f_i(x_j) / (-\eta\, \ell'_i)$ with
+      $\ell'_i = \partial L(f, y_i)/\partial f$ at $f = f(x_i, w)$. As
+      `lr -> 0` this tends to the neural tangent kernel
+      $\langle \nabla_w f(x_i), \nabla_w f(x_j) \rangle$ (see
+      [`neural_tangent_kernel`][combgrad.analysis.neural_tangent_kernel]); the error is $O(\eta)$.
 
     The model's weights are not modified. When the step at a point leaves that point's own
     prediction exactly unchanged (round-off swallowed it), the step size of that row is
-    multiplied by 3 and the row recomputed, up to ``max_lr_increases`` times, as in the
+    multiplied by 3 and the row recomputed, up to `max_lr_increases` times, as in the
     authors' code; the kernel form divides by the step actually used.
 
     Args:
-        model: network returning one scalar per input, shape ``(n,)`` or ``(n, 1)`` for an input
-            batch ``(n, ...)``. It must treat samples independently (no batch-norm in training
-            mode, no dropout): it is evaluated through :func:`torch.func.functional_call` under
-            :func:`torch.func.vmap`. All parameters with ``requires_grad=True`` take the step.
-        loss_fn: per-point loss ``loss_fn(prediction, target) -> scalar``, called with a
-            prediction of shape ``()`` and the target ``y[i]``, e.g. ``torch.nn.MSELoss()``
+        model: network returning one scalar per input, shape `(n,)` or `(n, 1)` for an input
+            batch `(n, ...)`. It must treat samples independently (no batch-norm in training
+            mode, no dropout): it is evaluated through `torch.func.functional_call` under
+            `torch.func.vmap`. All parameters with `requires_grad=True` take the step.
+        loss_fn: per-point loss `loss_fn(prediction, target) -> scalar`, called with a
+            prediction of shape `()` and the target `y[i]`, e.g. `torch.nn.MSELoss()`
             (the paper's choice).
-        x: inputs, shape ``(n, ...)``, finite, on the model's device and dtype.
-        y: targets, shape ``(n, ...)``; ``y[i]`` is passed to ``loss_fn``.
-        kind: ``"relative"`` or ``"kernel"``.
-        lr: SGD step size :math:`\eta` (positive). In float32 keep
-            :math:`\eta \cdot \ell' \cdot \|\nabla_w f\|^2` well above ``1e-6`` times the
+        x: inputs, shape `(n, ...)`, finite, on the model's device and dtype.
+        y: targets, shape `(n, ...)`; `y[i]` is passed to `loss_fn`.
+        kind: `"relative"` or `"kernel"`.
+        lr: SGD step size $\eta$ (positive). In float32 keep
+            $\eta \cdot \ell' \cdot \|\nabla_w f\|^2$ well above `1e-6` times the
             prediction's magnitude, or round-off dominates the differences.
         max_lr_increases: how many times a row's step may be multiplied by 3 before giving up.
         chunk_size: number of training points whose stepped models are evaluated together
-            (memory grows linearly with it); ``None`` picks one from the parameter count.
-        symmetrize: return :math:`(S + S^\top)/2`, as the paper does before clustering.
+            (memory grows linearly with it); `None` picks one from the parameter count.
+        symmetrize: return $(S + S^\top)/2$, as the paper does before clustering.
 
     Returns:
-        Tensor of shape ``(n, n)`` (row = point where the step was taken, column = point whose
-        prediction changed), in the dtype and on the device of the model's output.
+        Tensor of shape `(n, n)` (row = point where the step was taken, column = point whose
+            prediction changed), in the dtype and on the device of the model's output.
 
     Raises:
-        ValueError: on an unknown ``kind``, a non-positive ``lr``, empty or non-finite inputs,
+        ValueError: on an unknown `kind`, a non-positive `lr`, empty or non-finite inputs,
             mismatched lengths, or a model that does not return one scalar per input.
         RuntimeError: when the step at some point never changes that point's prediction (its
             loss gradient is zero), so that its row is undefined.
 
     Example:
-        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(),
-        ...                           torch.nn.Linear(64, 1)).double()
-        >>> x, y = torch.randn(10, 3, dtype=torch.float64), torch.ones(10, dtype=torch.float64)
-        >>> S = local_elasticity_similarity(net, torch.nn.MSELoss(), x, y, kind="kernel")
-        >>> S.shape
-        torch.Size([10, 10])
+        ```python
+        import torch
+        from combgrad.analysis import local_elasticity_similarity
+
+        net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(),
+                                  torch.nn.Linear(64, 1)).double()
+        x, y = torch.randn(10, 3, dtype=torch.float64), torch.ones(10, dtype=torch.float64)
+        S = local_elasticity_similarity(net, torch.nn.MSELoss(), x, y, kind="kernel")
+        print(S.shape)  # torch.Size([10, 10])
+        ```
     """
     if kind not in ("relative", "kernel"):
         raise ValueError(f"`kind` must be 'relative' or 'kernel', got {kind!r}")
@@ -267,19 +274,19 @@ def local_elasticity_similarity(
 def neural_tangent_kernel(
     model: nn.Module, x: Tensor, x2: Tensor | None = None, *, chunk_size: int = 256
 ) -> Tensor:
-    r"""Empirical neural tangent kernel :math:`\langle \nabla_w f(x_i), \nabla_w f(x'_j) \rangle`.
+    r"""Empirical neural tangent kernel $\langle \nabla_w f(x_i), \nabla_w f(x'_j) \rangle$.
 
-    The inner product runs over all parameters with ``requires_grad=True``; this is the
-    ``lr -> 0`` limit of ``local_elasticity_similarity(..., kind="kernel")``.
+    The inner product runs over all parameters with `requires_grad=True`; this is the
+    `lr -> 0` limit of `local_elasticity_similarity(..., kind="kernel")`.
 
     Args:
-        model: network returning one scalar per input (see :func:`local_elasticity_similarity`).
-        x: inputs, shape ``(n, ...)``.
-        x2: second set of inputs, shape ``(m, ...)``; defaults to ``x``.
+        model: network returning one scalar per input (see [`local_elasticity_similarity`][combgrad.analysis.local_elasticity_similarity]).
+        x: inputs, shape `(n, ...)`.
+        x2: second set of inputs, shape `(m, ...)`; defaults to `x`.
         chunk_size: number of per-sample gradients held at once.
 
     Returns:
-        Tensor of shape ``(n, m)``.
+        Tensor of shape `(n, m)`.
     """
     x = _check_tensor("x", x)
     x2 = x if x2 is None else _check_tensor("x2", x2)
@@ -328,21 +335,21 @@ def kernel_kmeans(
 ) -> np.ndarray:
     r"""Kernel K-means (Dhillon, Guan & Kulis, KDD 2004) on a precomputed kernel matrix.
 
-    Minimises :math:`\sum_i \|\phi(x_i) - \mu_{c(i)}\|^2` in the feature space of the kernel,
-    using :math:`\|\phi_i - \mu_c\|^2 = K_{ii} - \tfrac{2}{|c|}\sum_{l \in c} K_{il}
-    + \tfrac{1}{|c|^2}\sum_{l, m \in c} K_{lm}`. Each restart is seeded by kernel
+    Minimises $\sum_i \|\phi(x_i) - \mu_{c(i)}\|^2$ in the feature space of the kernel,
+    using $\|\phi_i - \mu_c\|^2 = K_{ii} - \tfrac{2}{|c|}\sum_{l \in c} K_{il}
+    + \tfrac{1}{|c|^2}\sum_{l, m \in c} K_{lm}$. Each restart is seeded by kernel
     K-means++; the restart with the lowest objective is returned. scikit-learn has no kernel
     K-means, hence this small implementation.
 
     Args:
-        kernel: symmetric matrix, shape ``(n, n)`` (need not be exactly PSD).
-        n_clusters: number of clusters, ``1 <= n_clusters <= n``.
+        kernel: symmetric matrix, shape `(n, n)` (need not be exactly PSD).
+        n_clusters: number of clusters, `1 <= n_clusters <= n`.
         n_init: number of restarts.
         max_iter: maximum Lloyd iterations per restart.
         seed: seed of the restarts.
 
     Returns:
-        Integer labels, shape ``(n,)``, in ``range(n_clusters)``.
+        Integer labels, shape `(n,)`, in `range(n_clusters)`.
     """
     K = _as_numpy_square("kernel", kernel)
     n = K.shape[0]
@@ -397,18 +404,18 @@ def cluster_similarity(
     """Cluster points from a similarity matrix, as in the paper.
 
     Args:
-        similarity: square matrix, shape ``(n, n)``; symmetrised as :math:`(S + S^T)/2` first.
+        similarity: square matrix, shape `(n, n)`; symmetrised as $(S + S^T)/2$ first.
         n_clusters: number of clusters.
-        method: ``"kmeans"``: :class:`sklearn.cluster.KMeans` on the rows of the matrix (the
-            paper's use of the relative similarity); ``"spectral"``:
-            :class:`sklearn.cluster.SpectralClustering` with the matrix as precomputed affinity
+        method: `"kmeans"`: `sklearn.cluster.KMeans` on the rows of the matrix (the
+            paper's use of the relative similarity); `"spectral"`:
+            `sklearn.cluster.SpectralClustering` with the matrix as precomputed affinity
             (negative entries, which the kernel form can have, are clipped to 0 because an
-            affinity must be non-negative); ``"kernel_kmeans"``: :func:`kernel_kmeans` with the
+            affinity must be non-negative); `"kernel_kmeans"`: [`kernel_kmeans`][combgrad.analysis.kernel_kmeans] with the
             matrix as kernel (the paper's use of the kernelized similarity).
         seed: random state of the clustering.
 
     Returns:
-        Integer labels, shape ``(n,)``.
+        Integer labels, shape `(n,)`.
     """
     S = _as_numpy_square("similarity", similarity)
     S = 0.5 * (S + S.T)
@@ -437,15 +444,15 @@ def clustering_accuracy(
 ) -> float:
     """Accuracy of a clustering under the best matching of cluster ids to classes.
 
-    For two clusters this is the paper's ``0.5 + |acc - 0.5|``; for more it uses the Hungarian
-    algorithm (:func:`scipy.optimize.linear_sum_assignment`).
+    For two clusters this is the paper's `0.5 + |acc - 0.5|`; for more it uses the Hungarian
+    algorithm (`scipy.optimize.linear_sum_assignment`).
 
     Args:
-        labels_pred: predicted cluster ids, shape ``(n,)``.
-        labels_true: true class ids, shape ``(n,)``.
+        labels_pred: predicted cluster ids, shape `(n,)`.
+        labels_true: true class ids, shape `(n,)`.
 
     Returns:
-        Fraction of points in ``[0, 1]``.
+        Fraction of points in `[0, 1]`.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -469,11 +476,11 @@ def clustering_accuracy(
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ElasticClusteringResult:
-    """Output of :func:`elastic_clustering`.
+    """Output of [`elastic_clustering`][combgrad.analysis.elastic_clustering].
 
     Attributes:
-        labels: cluster id of each primary point, shape ``(n_primary,)``.
-        similarity: symmetrised similarity matrix of the primary points, ``(n_primary,)*2``.
+        labels: cluster id of each primary point, shape `(n_primary,)`.
+        similarity: symmetrised similarity matrix of the primary points, `(n_primary,)*2`.
         model: the trained two-layer network.
         train_accuracy: accuracy of the network on primary-vs-auxiliary (threshold 0.5).
     """
@@ -517,17 +524,17 @@ def train_elastic_classifier(
     for the linear network, batch 50, 200 epochs).
 
     Args:
-        x_primary: primary inputs, shape ``(n_primary, ...)``.
-        x_auxiliary: auxiliary inputs, shape ``(n_auxiliary, ...)`` with the same sample shape.
-        activation: ``"relu"`` or ``"linear"`` (identity hidden layer: the paper's control).
+        x_primary: primary inputs, shape `(n_primary, ...)`.
+        x_auxiliary: auxiliary inputs, shape `(n_auxiliary, ...)` with the same sample shape.
+        activation: `"relu"` or `"linear"` (identity hidden layer: the paper's control).
         hidden_size: width of the hidden layer.
         epochs: passes over the data.
         batch_size: minibatch size.
-        lr: SGD step size; ``None`` means 3e-3 for ReLU and 3e-5 for linear, the paper's values.
+        lr: SGD step size; `None` means 3e-3 for ReLU and 3e-5 for linear, the paper's values.
         seed: seed of the initialisation and of the shuffling.
 
     Returns:
-        ``(model, train_accuracy)``.
+        `(model, train_accuracy)`.
     """
     x_primary = _check_tensor("x_primary", x_primary, min_dim=2)
     x_auxiliary = _check_tensor("x_auxiliary", x_auxiliary, min_dim=2)
@@ -587,30 +594,30 @@ def elastic_clustering(
 ) -> ElasticClusteringResult:
     """Cluster the primary set by the local elasticity of a trained network (He & Su, 2020).
 
-    1. Train a two-layer network (:func:`train_elastic_classifier`) to output 1 on the primary
+    1. Train a two-layer network ([`train_elastic_classifier`][combgrad.analysis.train_elastic_classifier]) to output 1 on the primary
        set (the two classes to be separated, *with the same label*) and 0 on the auxiliary set.
-    2. At the trained weights, compute :func:`local_elasticity_similarity` (MSE loss, target 1)
+    2. At the trained weights, compute [`local_elasticity_similarity`][combgrad.analysis.local_elasticity_similarity] (MSE loss, target 1)
        among the primary points and symmetrise it.
-    3. Split it with :func:`cluster_similarity`; by default K-means on the rows for the
+    3. Split it with [`cluster_similarity`][combgrad.analysis.cluster_similarity]; by default K-means on the rows for the
        relative similarity and kernel K-means for the kernelized one, the paper's pairing.
 
     Args:
-        x_primary: points to cluster, shape ``(n_primary, ...)``.
-        x_auxiliary: auxiliary points, shape ``(n_auxiliary, ...)``.
-        kind: ``"relative"`` or ``"kernel"`` similarity.
-        method: ``"kmeans"``, ``"spectral"``, ``"kernel_kmeans"`` or ``None`` (see above).
-        activation: ``"relu"`` (the method) or ``"linear"`` (the paper's control).
+        x_primary: points to cluster, shape `(n_primary, ...)`.
+        x_auxiliary: auxiliary points, shape `(n_auxiliary, ...)`.
+        kind: `"relative"` or `"kernel"` similarity.
+        method: `"kmeans"`, `"spectral"`, `"kernel_kmeans"` or `None` (see above).
+        activation: `"relu"` (the method) or `"linear"` (the paper's control).
         hidden_size: width of the network (the paper: 40960).
         epochs: training epochs (the paper: 200).
         batch_size: training minibatch (the paper: 50).
-        train_lr: training step; ``None``: 3e-3 (ReLU) / 3e-5 (linear), as in the paper.
+        train_lr: training step; `None`: 3e-3 (ReLU) / 3e-5 (linear), as in the paper.
         similarity_lr: the single probing step (the paper: 1e-6, multiplied by 3 while the
             prediction does not move).
         n_clusters: number of clusters (the paper: 2).
         seed: seed of training and clustering.
 
     Returns:
-        An :class:`ElasticClusteringResult`.
+        An [`ElasticClusteringResult`][combgrad.analysis.ElasticClusteringResult].
     """
     model, train_accuracy = train_elastic_classifier(
         x_primary,

@@ -1,13 +1,13 @@
-"""Communication-compressed distributed optimizers on :mod:`torch.distributed`.
+"""Communication-compressed distributed optimizers on `torch.distributed`.
 
-Depends only on torch. The optimizers own their communication: call ``step()`` on every rank after
-``loss.backward()``. Rank 0 of the process group is the parameter server (and also a worker).
+Depends only on torch. The optimizers own their communication: call `step()` on every rank after
+`loss.backward()`. Rank 0 of the process group is the parameter server (and also a worker).
 
-* :class:`DORE`: double-residual compression (Liu et al., AISTATS 2020).
-* :class:`AllReduceSGD`: uncompressed all-reduce SGD (the reference for byte ratios).
-* :class:`CompressedSGD`: compression in both directions without memories (QSGD-style).
-* Compressors: :class:`TernaryQuantizer`, :class:`TopK`, :class:`Identity`.
-* :func:`launch`: spawn local workers on 127.0.0.1 with timeouts (the plain-python torchrun).
+* [`DORE`][combgrad.distributed.DORE]: double-residual compression (Liu et al., AISTATS 2020).
+* [`AllReduceSGD`][combgrad.distributed.AllReduceSGD]: uncompressed all-reduce SGD (the reference for byte ratios).
+* [`CompressedSGD`][combgrad.distributed.CompressedSGD]: compression in both directions without memories (QSGD-style).
+* Compressors: [`TernaryQuantizer`][combgrad.distributed.TernaryQuantizer], [`TopK`][combgrad.distributed.TopK], [`Identity`][combgrad.distributed.Identity].
+* [`launch`][combgrad.distributed.launch]: spawn local workers on 127.0.0.1 with timeouts (the plain-python torchrun).
 """
 
 from ._base import CommunicationError, ring_allreduce_bytes

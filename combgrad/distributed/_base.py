@@ -1,7 +1,7 @@
 """Shared machinery for optimizers that own their communication.
 
-:class:`_CommunicatingOptimizer` holds the process group, the flat-parameter layout, the byte
-counters, the timeout handling and the cross-rank consistency checks used by :class:`DORE` and the
+`_CommunicatingOptimizer` holds the process group, the flat-parameter layout, the byte
+counters, the timeout handling and the cross-rank consistency checks used by `DORE` and the
 baselines. Only torch is imported.
 """
 
@@ -71,8 +71,8 @@ def _register_exit_hook() -> None:
 class _CommunicatingOptimizer(Optimizer):
     """Base class: flat parameter layout, byte counters, timeouts and consistency checks.
 
-    Subclasses implement ``step``. All parameters must share one dtype and one device; they are
-    treated as one flat vector (in ``param_groups`` order), the way DDP treats a bucket.
+    Subclasses implement `step`. All parameters must share one dtype and one device; they are
+    treated as one flat vector (in `param_groups` order), the way DDP treats a bucket.
     """
 
     def __init__(
@@ -133,7 +133,7 @@ class _CommunicatingOptimizer(Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def _flat_grad(self) -> Tensor:
-        """Concatenated gradients, shape ``(numel,)``; a missing ``.grad`` counts as zeros."""
+        """Concatenated gradients, shape `(numel,)`; a missing `.grad` counts as zeros."""
         return torch.cat(
             [
                 p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
@@ -142,7 +142,7 @@ class _CommunicatingOptimizer(Optimizer):
         )
 
     def _flat_lr(self) -> Tensor | float:
-        """The learning rate: a float, or a ``(numel,)`` tensor if param groups differ."""
+        """The learning rate: a float, or a `(numel,)` tensor if param groups differ."""
         rates = {float(group["lr"]) for group in self.param_groups}
         if len(rates) == 1:
             return rates.pop()
@@ -154,7 +154,7 @@ class _CommunicatingOptimizer(Optimizer):
         return torch.cat(parts)
 
     def _add_to_params(self, flat: Tensor, alpha: float = 1.0) -> None:
-        """``p += alpha * flat[slice of p]`` for every parameter."""
+        """`p += alpha * flat[slice of p]` for every parameter."""
         offset = 0
         for p in self._params():
             n = p.numel()
@@ -174,7 +174,7 @@ class _CommunicatingOptimizer(Optimizer):
     # -- communication helpers ------------------------------------------------------------------
     @property
     def is_master(self) -> bool:
-        """``True`` on rank 0 of the process group, which acts as the parameter server."""
+        """`True` on rank 0 of the process group, which acts as the parameter server."""
         return self.rank == MASTER_RANK
 
     def _global(self, group_rank: int) -> int:
@@ -183,7 +183,7 @@ class _CommunicatingOptimizer(Optimizer):
         return dist.get_global_rank(self.process_group, group_rank)
 
     def _wait(self, works: Sequence[Any], what: str) -> None:
-        """Wait for async works, turning failures and timeouts into :class:`CommunicationError`."""
+        """Wait for async works, turning failures and timeouts into [`CommunicationError`][combgrad.distributed.CommunicationError]."""
         try:
             for work in works:
                 if work is not None:
@@ -198,12 +198,12 @@ class _CommunicatingOptimizer(Optimizer):
     def _gather_payloads_to_master(
         self, payload: Tensor, fixed_nbytes: int | None, what: str
     ) -> list[Tensor] | None:
-        """Point-to-point: every worker sends ``payload`` to the master.
+        """Point-to-point: every worker sends `payload` to the master.
 
-        Variable-size payloads (``fixed_nbytes is None``) are preceded by an ``int32`` size header.
+        Variable-size payloads (`fixed_nbytes is None`) are preceded by an `int32` size header.
 
         Returns:
-            On the master, the payloads of ranks ``1 .. n-1`` in rank order; ``None`` on workers.
+            On the master, the payloads of ranks `1 .. n-1` in rank order; `None` on workers.
         """
         if self.world_size == 1:
             return [] if self.is_master else None
@@ -242,9 +242,9 @@ class _CommunicatingOptimizer(Optimizer):
     def _broadcast_payload_from_master(
         self, payload: Tensor | None, fixed_nbytes: int | None, what: str
     ) -> Tensor:
-        """Broadcast the master's ``payload`` (``None`` on workers); returns it on every rank.
+        """Broadcast the master's `payload` (`None` on workers); returns it on every rank.
 
-        The master is counted as sending one copy to each of the ``n - 1`` workers.
+        The master is counted as sending one copy to each of the `n - 1` workers.
         """
         if self.world_size == 1:
             if payload is None:
@@ -279,7 +279,7 @@ class _CommunicatingOptimizer(Optimizer):
             self.bytes_received += nbytes
 
     def _check_same_parameters(self, params: list[Tensor]) -> None:
-        """Raise ``ValueError`` on every rank if the parameter lists differ across ranks."""
+        """Raise `ValueError` on every rank if the parameter lists differ across ranks."""
         shapes = [(tuple(p.shape), str(p.dtype)) for p in params]
         signature = torch.tensor(
             [len(params), self.numel, zlib.crc32(repr(shapes).encode())],
@@ -326,9 +326,9 @@ class _CommunicatingOptimizer(Optimizer):
     def dense_bytes_per_step(self) -> int:
         """Bytes this rank sends plus receives per step in uncompressed ring all-reduce SGD.
 
-        This is the reference of :attr:`bytes_ratio`: a bandwidth-optimal all-reduce of the dense
-        gradient (``numel`` entries of ``element_size`` bytes) moves ``2 (n - 1) / n`` of the
-        vector out of and into every rank (exact chunk sizes, see :func:`ring_allreduce_bytes`).
+        This is the reference of `bytes_ratio`: a bandwidth-optimal all-reduce of the dense
+        gradient (`numel` entries of `element_size` bytes) moves `2 (n - 1) / n` of the
+        vector out of and into every rank (exact chunk sizes, see [`ring_allreduce_bytes`][combgrad.distributed.ring_allreduce_bytes]).
         """
         sent, received = ring_allreduce_bytes(
             self.numel, self.element_size, self.world_size, self.rank
@@ -337,11 +337,11 @@ class _CommunicatingOptimizer(Optimizer):
 
     @property
     def bytes_ratio(self) -> float:
-        """``(bytes_sent + bytes_received) / (steps * dense_bytes_per_step())`` on this rank.
+        """`(bytes_sent + bytes_received) / (steps * dense_bytes_per_step())` on this rank.
 
-        Per rank the parameter-server topology is unbalanced (the master moves ``n - 1`` times a
+        Per rank the parameter-server topology is unbalanced (the master moves `n - 1` times a
         worker's traffic); summed over all ranks, uncompressed SGD moves the same total in both
-        topologies, so the ratio of totals (see :meth:`gather_byte_counts`) is the fair figure.
+        topologies, so the ratio of totals (see `gather_byte_counts`) is the fair figure.
         """
         reference = self.step_count * self.dense_bytes_per_step()
         if reference == 0:
@@ -352,10 +352,10 @@ class _CommunicatingOptimizer(Optimizer):
         """Collective: sum the byte counters over all ranks (every rank must call it).
 
         Returns:
-            ``{"steps", "bytes_sent", "bytes_received", "dense_bytes", "bytes_ratio"}``, where the
-            sums run over ranks, ``dense_bytes`` is what uncompressed all-reduce SGD sends in total
-            over the same steps and ``bytes_ratio = bytes_sent / dense_bytes``. These counts are
-            not added to the counters.
+            `{"steps", "bytes_sent", "bytes_received", "dense_bytes", "bytes_ratio"}`, where the
+                sums run over ranks, `dense_bytes` is what uncompressed all-reduce SGD sends in total
+                over the same steps and `bytes_ratio = bytes_sent / dense_bytes`. These counts are
+                not added to the counters.
         """
         dense_sent = (
             self.step_count
@@ -401,13 +401,13 @@ class _CommunicatingOptimizer(Optimizer):
 def ring_allreduce_bytes(
     numel: int, element_size: int, world_size: int, rank: int
 ) -> tuple[int, int]:
-    """Bytes ``(sent, received)`` by ``rank`` in one ring all-reduce of ``numel`` entries.
+    """Bytes `(sent, received)` by `rank` in one ring all-reduce of `numel` entries.
 
-    The vector is split into ``world_size`` chunks as :func:`torch.tensor_split` does. In each of
-    the ``n - 1`` reduce-scatter steps rank ``r`` sends chunk ``(r - s) mod n`` and receives chunk
-    ``(r - s - 1) mod n``; in each of the ``n - 1`` all-gather steps it sends chunk
-    ``(r + 1 - s) mod n`` and receives chunk ``(r - s) mod n``. Summed over ranks this is
-    ``2 (n - 1) numel`` entries, the minimum for any all-reduce.
+    The vector is split into `world_size` chunks as `torch.tensor_split` does. In each of
+    the `n - 1` reduce-scatter steps rank `r` sends chunk `(r - s) mod n` and receives chunk
+    `(r - s - 1) mod n`; in each of the `n - 1` all-gather steps it sends chunk
+    `(r + 1 - s) mod n` and receives chunk `(r - s) mod n`. Summed over ranks this is
+    `2 (n - 1) numel` entries, the minimum for any all-reduce.
     """
     n = world_size
     if n == 1:

@@ -1,8 +1,8 @@
 """Start local worker processes on the loopback interface, with timeouts everywhere.
 
-:func:`launch` is the plain-python alternative to ``torchrun`` for one machine: it picks a free
-port on 127.0.0.1 at run time, spawns ``world_size`` processes, initializes a process group in each
-(with a collective timeout), runs ``fn(rank, world_size, *args)`` and returns the per-rank results.
+[`launch`][combgrad.distributed.launch] is the plain-python alternative to `torchrun` for one machine: it picks a free
+port on 127.0.0.1 at run time, spawns `world_size` processes, initializes a process group in each
+(with a collective timeout), runs `fn(rank, world_size, *args)` and returns the per-rank results.
 Every process is joined with a deadline and killed if it overstays, so nothing hangs.
 """
 
@@ -54,11 +54,11 @@ def init_from_env(backend: str | None = None, timeout: float = 60.0) -> tuple[in
     """Initialize the default process group from torchrun's environment variables.
 
     Args:
-        backend: ``"gloo"`` or ``"nccl"``; default ``"nccl"`` if CUDA is available, else gloo.
+        backend: `"gloo"` or `"nccl"`; default `"nccl"` if CUDA is available, else gloo.
         timeout: collective timeout in seconds.
 
     Returns:
-        ``(rank, world_size)``.
+        `(rank, world_size)`.
     """
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -163,7 +163,7 @@ def launch(
     allow_missing: bool = False,
     start_method: str | None = None,
 ) -> list[Any]:
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned local processes.
+    """Run `fn(rank, world_size, *args)` in `world_size` spawned local processes.
 
     ``fn`` must be picklable (defined at module top level). Its return values must be picklable;
     they are pickled by value (tensors included, CPU or not), so they outlive the worker.
@@ -171,18 +171,18 @@ def launch(
     Args:
         fn: the per-rank function; the default process group is initialized when it runs.
         world_size: number of processes, at least 1.
-        args: extra positional arguments for ``fn``.
-        backend: ``"gloo"`` (CPU) or ``"nccl"`` (one GPU per process).
-        timeout: collective timeout in seconds, passed to ``init_process_group``.
-        join_timeout: seconds after which all processes are killed and ``TimeoutError`` raised.
-        allow_missing: return ``None`` for ranks that exited without a result (e.g. killed)
+        args: extra positional arguments for `fn`.
+        backend: `"gloo"` (CPU) or `"nccl"` (one GPU per process).
+        timeout: collective timeout in seconds, passed to `init_process_group`.
+        join_timeout: seconds after which all processes are killed and `TimeoutError` raised.
+        allow_missing: return `None` for ranks that exited without a result (e.g. killed)
             instead of raising.
-        start_method: ``"spawn"`` or ``"forkserver"``. The default, ``"forkserver"`` where
+        start_method: `"spawn"` or `"forkserver"`. The default, `"forkserver"` where
             available, imports torch once in a server process and forks the workers from it,
             which saves each worker several seconds of imports.
 
     Returns:
-        The return values of ``fn``, indexed by rank.
+        The return values of `fn`, indexed by rank.
 
     Raises:
         RuntimeError: if a process raised (the message carries the traceback of the rank that

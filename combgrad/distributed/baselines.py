@@ -20,20 +20,21 @@ __all__ = ["AllReduceSGD", "CompressedSGD"]
 class AllReduceSGD(_CommunicatingOptimizer):
     r"""Uncompressed distributed SGD: all-reduce the gradients, then a plain SGD step.
 
-    .. math::
-        x \leftarrow x - \gamma\, \frac1n \sum_{i=1}^n g_i
+    $$
+    x \leftarrow x - \gamma\, \frac1n \sum_{i=1}^n g_i
+    $$
 
     Every rank applies the same update, so the models stay identical. Byte accounting counts the
-    volume of a ring all-reduce of the dense gradient (:func:`ring_allreduce_bytes`: every rank
-    sends and receives ``2 (n - 1) / n`` of the vector); gloo and NCCL may pick another algorithm
+    volume of a ring all-reduce of the dense gradient ([`ring_allreduce_bytes`][combgrad.distributed.ring_allreduce_bytes]: every rank
+    sends and receives `2 (n - 1) / n` of the vector); gloo and NCCL may pick another algorithm
     internally, but none moves fewer bytes in total.
 
     Args:
         params: iterable of parameters or parameter groups (one dtype and device).
-        lr: learning rate :math:`\gamma`.
+        lr: learning rate $\gamma$.
         process_group: process group (default: the default group).
-        timeout: seconds (or a ``timedelta``) to wait before raising
-            :class:`CommunicationError`.
+        timeout: seconds (or a `timedelta`) to wait before raising
+            `CommunicationError`.
         broadcast_parameters: copy rank 0's parameters to all ranks at construction.
     """
 
@@ -88,22 +89,22 @@ class AllReduceSGD(_CommunicatingOptimizer):
 class CompressedSGD(DORE):
     r"""Compressed SGD *without* memories, in both directions (QSGD-style baseline).
 
-    Workers send :math:`Q(g_i)`; the master averages them and broadcasts
-    :math:`Q(-\gamma \frac1n \sum_i Q(g_i))`; every rank adds it to the model. This is exactly
-    :class:`DORE` with ``alpha = 0`` (no gradient memory), ``eta = 0`` (no error feedback) and
-    ``beta = 1``, run through the same code and the same byte accounting. Because the compression
-    noise is proportional to :math:`\|g_i\|`, which does not vanish at the optimum when the workers'
-    data differ, it stalls at a noise floor of order :math:`\gamma`.
+    Workers send $Q(g_i)$; the master averages them and broadcasts
+    $Q(-\gamma \frac1n \sum_i Q(g_i))$; every rank adds it to the model. This is exactly
+    [`DORE`][combgrad.distributed.DORE] with `alpha = 0` (no gradient memory), `eta = 0` (no error feedback) and
+    `beta = 1`, run through the same code and the same byte accounting. Because the compression
+    noise is proportional to $\|g_i\|$, which does not vanish at the optimum when the workers'
+    data differ, it stalls at a noise floor of order $\gamma$.
 
     Args:
         params: iterable of parameters or parameter groups (one dtype and device).
-        lr: learning rate :math:`\gamma`.
+        lr: learning rate $\gamma$.
         compressor: the compressor, used in both directions (default ternary, block 256).
         block_size: block size of the default compressor.
-        seed: as in :class:`DORE`.
-        process_group: as in :class:`DORE`.
-        timeout: as in :class:`DORE`.
-        broadcast_parameters: as in :class:`DORE`.
+        seed: as in [`DORE`][combgrad.distributed.DORE].
+        process_group: as in [`DORE`][combgrad.distributed.DORE].
+        timeout: as in [`DORE`][combgrad.distributed.DORE].
+        broadcast_parameters: as in [`DORE`][combgrad.distributed.DORE].
     """
 
     def __init__(

@@ -1,19 +1,19 @@
 """Pluggable compressors that turn a flat tensor into real packed bytes.
 
-Every compressor maps a 1-D floating tensor ``x`` of ``numel`` elements to a 1-D ``torch.uint8``
+Every compressor maps a 1-D floating tensor `x` of `numel` elements to a 1-D `torch.uint8`
 *payload* (the bytes that travel over the network) and back. The sender always uses the decoded
-payload, never ``x`` itself, so that sender and receivers hold bit-identical values; this is what
+payload, never `x` itself, so that sender and receivers hold bit-identical values; this is what
 keeps the memories of DORE consistent across ranks.
 
 Three families are provided:
 
-* :class:`TernaryQuantizer`: the blockwise infinity-norm stochastic ternary quantizer of DORE,
-  ``Q(x) = ||x_B||_inf * sign(x) * b`` with ``b_i ~ Bernoulli(|x_i| / ||x_B||_inf)`` in each block
-  ``B``. It is unbiased, ``E[Q(x)] = x``. Three byte layouts are available: ``"2bit"`` (four codes per
-  byte), ``"base3"`` (five codes per byte, ``3**5 = 243 <= 256``) and ``"bitmap"`` (a bitmap of the
+* [`TernaryQuantizer`][combgrad.distributed.TernaryQuantizer]: the blockwise infinity-norm stochastic ternary quantizer of DORE,
+  `Q(x) = ||x_B||_inf * sign(x) * b` with `b_i ~ Bernoulli(|x_i| / ||x_B||_inf)` in each block
+  `B`. It is unbiased, `E[Q(x)] = x`. Three byte layouts are available: `"2bit"` (four codes per
+  byte), `"base3"` (five codes per byte, `3**5 = 243 <= 256`) and `"bitmap"` (a bitmap of the
   nonzero codes plus one sign bit per nonzero; variable size).
-* :class:`TopK`: the ``k`` largest magnitudes with their ``int32`` indices (biased, deterministic).
-* :class:`Identity`: the raw bytes of ``x`` (lossless, dense).
+* [`TopK`][combgrad.distributed.TopK]: the `k` largest magnitudes with their `int32` indices (biased, deterministic).
+* [`Identity`][combgrad.distributed.Identity]: the raw bytes of `x` (lossless, dense).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ def _as_bytes(x: Tensor) -> Tensor:
 
 
 def _from_bytes(payload: Tensor, dtype: torch.dtype) -> Tensor:
-    """Inverse of :func:`_as_bytes`; copies so that the result owns aligned memory."""
+    """Inverse of `_as_bytes`; copies so that the result owns aligned memory."""
     return payload.clone().view(dtype)
 
 
 def _pack_bits(bits: Tensor) -> Tensor:
-    """Pack a 1-D bool tensor into ``ceil(n / 8)`` bytes, least significant bit first."""
+    """Pack a 1-D bool tensor into `ceil(n / 8)` bytes, least significant bit first."""
     n = bits.numel()
     padded = torch.zeros(8 * math.ceil(n / 8), dtype=torch.uint8, device=bits.device)
     padded[:n] = bits.to(torch.uint8)
@@ -50,15 +50,15 @@ def _pack_bits(bits: Tensor) -> Tensor:
 
 
 def _unpack_bits(packed: Tensor, n: int) -> Tensor:
-    """Inverse of :func:`_pack_bits`: the first ``n`` bits as a bool tensor."""
+    """Inverse of `_pack_bits`: the first `n` bits as a bool tensor."""
     shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
     return ((packed.view(-1, 1) >> shifts) & 1).view(-1)[:n].bool()
 
 
 class Compressor(ABC):
-    """Base class: encode a flat tensor into a ``uint8`` payload and decode it back.
+    """Base class: encode a flat tensor into a `uint8` payload and decode it back.
 
-    Subclasses implement :meth:`encode`, :meth:`decode` and :meth:`payload_nbytes`.
+    Subclasses implement `encode`, `decode` and `payload_nbytes`.
     """
 
     #: ``True`` when ``E[decode(encode(x))] = x`` for every ``x``.
@@ -66,45 +66,45 @@ class Compressor(ABC):
 
     @abstractmethod
     def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Compress ``x``.
+        """Compress `x`.
 
         Args:
-            x: 1-D floating tensor of shape ``(numel,)`` with finite entries.
+            x: 1-D floating tensor of shape `(numel,)` with finite entries.
             generator: random generator for stochastic compressors (ignored otherwise).
 
         Returns:
-            1-D ``torch.uint8`` tensor on ``x.device``: the packed payload.
+            1-D `torch.uint8` tensor on `x.device`: the packed payload.
         """
 
     @abstractmethod
     def decode(self, payload: Tensor, numel: int, dtype: torch.dtype) -> Tensor:
-        """Decompress a payload produced by :meth:`encode`.
+        """Decompress a payload produced by `encode`.
 
         Args:
-            payload: 1-D ``torch.uint8`` tensor.
+            payload: 1-D `torch.uint8` tensor.
             numel: number of elements of the original tensor.
             dtype: floating dtype of the result.
 
         Returns:
-            1-D tensor of shape ``(numel,)`` and dtype ``dtype`` on ``payload.device``.
+            1-D tensor of shape `(numel,)` and dtype `dtype` on `payload.device`.
         """
 
     @abstractmethod
     def payload_nbytes(self, numel: int, dtype: torch.dtype) -> int | None:
-        """Payload size in bytes for a tensor of ``numel`` elements, or ``None`` if it varies.
+        """Payload size in bytes for a tensor of `numel` elements, or `None` if it varies.
 
-        Variable-size payloads are preceded on the wire by a 4-byte ``int32`` size header.
+        Variable-size payloads are preceded on the wire by a 4-byte `int32` size header.
         """
 
     def compress(
         self, x: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Encode ``x`` and return ``(payload, decoded)``.
+        """Encode `x` and return `(payload, decoded)`.
 
-        ``decoded`` is what every receiver will reconstruct from ``payload``, bit for bit.
+        `decoded` is what every receiver will reconstruct from `payload`, bit for bit.
 
         Raises:
-            ValueError: if ``x`` is not a 1-D floating tensor or has non-finite entries.
+            ValueError: if `x` is not a 1-D floating tensor or has non-finite entries.
         """
         if x.dim() != 1 or not x.is_floating_point():
             raise ValueError(
@@ -117,7 +117,7 @@ class Compressor(ABC):
 
 
 class Identity(Compressor):
-    """Lossless "compression": the payload is the raw bytes of ``x`` in its own dtype."""
+    """Lossless "compression": the payload is the raw bytes of `x` in its own dtype."""
 
     unbiased = True
 
@@ -135,13 +135,13 @@ class Identity(Compressor):
 
 
 class TopK(Compressor):
-    """Keep the ``k = max(1, ceil(ratio * numel))`` entries of largest magnitude.
+    """Keep the `k = max(1, ceil(ratio * numel))` entries of largest magnitude.
 
-    Payload: ``k`` ``int32`` indices followed by the ``k`` values in the tensor's own dtype, so
-    its size is fixed, ``k * (4 + element_size)`` bytes. Top-k is biased and deterministic.
+    Payload: `k` `int32` indices followed by the `k` values in the tensor's own dtype, so
+    its size is fixed, `k * (4 + element_size)` bytes. Top-k is biased and deterministic.
 
     Args:
-        ratio: fraction of entries kept, in ``(0, 1]``.
+        ratio: fraction of entries kept, in `(0, 1]`.
     """
 
     unbiased = False
@@ -178,32 +178,33 @@ class TopK(Compressor):
 class TernaryQuantizer(Compressor):
     r"""Blockwise infinity-norm stochastic ternary quantizer (DORE's compressor).
 
-    For each block :math:`B` of ``block_size`` consecutive entries (the last block may be shorter)
+    For each block $B$ of `block_size` consecutive entries (the last block may be shorter)
 
-    .. math::
-        Q(x)_i = s_B \operatorname{sign}(x_i)\, b_i, \qquad
-        b_i \sim \operatorname{Bernoulli}(|x_i| / s_B), \qquad s_B \ge \|x_B\|_\infty,
+    $$
+    Q(x)_i = s_B \operatorname{sign}(x_i)\, b_i, \qquad
+    b_i \sim \operatorname{Bernoulli}(|x_i| / s_B), \qquad s_B \ge \|x_B\|_\infty,
+    $$
 
-    where :math:`s_B` is :math:`\|x_B\|_\infty` rounded *up* to the nearest ``float32`` (it is sent
-    as one ``float32`` per block; rounding up keeps :math:`|x_i| / s_B \le 1` and the quantizer
-    exactly unbiased, :math:`E[Q(x)] = x`). Its variance is
-    :math:`E\|Q(x) - x\|^2 = \sum_B (s_B \|x_B\|_1 - \|x_B\|_2^2)`, at most
-    :meth:`variance_bound` times :math:`\|x\|_2^2`.
+    where $s_B$ is $\|x_B\|_\infty$ rounded *up* to the nearest `float32` (it is sent
+    as one `float32` per block; rounding up keeps $|x_i| / s_B \le 1$ and the quantizer
+    exactly unbiased, $E[Q(x)] = x$). Its variance is
+    $E\|Q(x) - x\|^2 = \sum_B (s_B \|x_B\|_1 - \|x_B\|_2^2)$, at most
+    `variance_bound` times $\|x\|_2^2$.
 
-    Packed layouts (``numel = n``, ``m = ceil(n / block_size)`` blocks, payload starts with the
-    ``m`` ``float32`` scales):
+    Packed layouts (`numel = n`, `m = ceil(n / block_size)` blocks, payload starts with the
+    `m` `float32` scales):
 
-    * ``"2bit"``: four 2-bit codes per byte: ``4 m + ceil(n / 4)`` bytes (2.125 bits per entry at
-      ``block_size = 256``, 93.4 % less than ``float32``).
-    * ``"base3"``: five base-3 digits per byte: ``4 m + ceil(n / 5)`` bytes (1.725 bits per entry).
-    * ``"bitmap"``: one bit per entry marking nonzeros, then one sign bit per nonzero:
-      ``4 m + ceil(n / 8) + ceil(nnz / 8)`` bytes, variable (sent after a 4-byte size header).
-      The expected size is ``1 + p`` bits per entry (plus the scales), where ``p`` is the fraction of nonzero codes,
-      ``p = E|x_i| / s_B``, typically 0.1-0.3 for gradients.
+    * `"2bit"`: four 2-bit codes per byte: `4 m + ceil(n / 4)` bytes (2.125 bits per entry at
+      `block_size = 256`, 93.4 % less than `float32`).
+    * `"base3"`: five base-3 digits per byte: `4 m + ceil(n / 5)` bytes (1.725 bits per entry).
+    * `"bitmap"`: one bit per entry marking nonzeros, then one sign bit per nonzero:
+      `4 m + ceil(n / 8) + ceil(nnz / 8)` bytes, variable (sent after a 4-byte size header).
+      The expected size is `1 + p` bits per entry (plus the scales), where `p` is the fraction of nonzero codes,
+      `p = E|x_i| / s_B`, typically 0.1-0.3 for gradients.
 
     Args:
         block_size: number of entries sharing one scale (the paper uses 256).
-        packing: ``"2bit"``, ``"base3"`` or ``"bitmap"``.
+        packing: `"2bit"`, `"base3"` or `"bitmap"`.
     """
 
     unbiased = True
@@ -221,12 +222,12 @@ class TernaryQuantizer(Compressor):
         return f"TernaryQuantizer(block_size={self.block_size}, packing={self.packing!r})"
 
     def variance_bound(self) -> float:
-        r"""Worst-case constant :math:`C` in :math:`E\|Q(x) - x\|^2 \le C \|x\|^2`.
+        r"""Worst-case constant $C$ in $E\|Q(x) - x\|^2 \le C \|x\|^2$.
 
-        Per block, :math:`E\|Q(x) - x\|^2 = s\|x\|_1 - \|x\|_2^2`; the ratio to
-        :math:`\|x\|_2^2` is largest for :math:`x = (1, t, \dots, t)` with
-        :math:`t = 1 / (\sqrt{b} + 1)`, where it equals :math:`(\sqrt{b} - 1) / 2`
-        (7.5 for ``block_size = 256``). Float32 rounding of the scale is ignored here.
+        Per block, $E\|Q(x) - x\|^2 = s\|x\|_1 - \|x\|_2^2$; the ratio to
+        $\|x\|_2^2$ is largest for $x = (1, t, \dots, t)$ with
+        $t = 1 / (\sqrt{b} + 1)$, where it equals $(\sqrt{b} - 1) / 2$
+        (7.5 for `block_size = 256`). Float32 rounding of the scale is ignored here.
         """
         b = self.block_size
         # max over x of (||x||_inf ||x||_1 - ||x||_2^2) / ||x||_2^2: with x = (1, t, ..., t),
@@ -238,7 +239,7 @@ class TernaryQuantizer(Compressor):
         return math.ceil(numel / self.block_size)
 
     def _scales(self, x: Tensor) -> Tensor:
-        """Per-block infinity norms rounded up to float32, shape ``(num_blocks,)``."""
+        """Per-block infinity norms rounded up to float32, shape `(num_blocks,)`."""
         n, b = x.numel(), self.block_size
         padded = torch.zeros(self._num_blocks(n) * b, dtype=x.dtype, device=x.device)
         padded[:n] = x.abs()
@@ -252,7 +253,7 @@ class TernaryQuantizer(Compressor):
         return scales
 
     def _codes(self, x: Tensor, scales: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Sample ternary codes in {0: zero, 1: plus, 2: minus}, shape ``(numel,)``, uint8."""
+        """Sample ternary codes in {0: zero, 1: plus, 2: minus}, shape `(numel,)`, uint8."""
         n = x.numel()
         per_entry = scales.to(x.dtype).repeat_interleave(self.block_size)[:n]
         # A zero scale means a zero block, where |x| / tiny = 0: no division by zero.

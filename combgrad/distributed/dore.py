@@ -20,49 +20,50 @@ class DORE(_CommunicatingOptimizer):
     r"""DORE, the DOuble REsidual compression algorithm (Liu, Li, Tang, Yan, AISTATS 2020).
 
     Rank 0 of the process group is the master (parameter server) *and* a worker; every rank holds
-    the model copy :math:`\hat x` (the parameters), rank :math:`i` holds a gradient memory
-    :math:`h_i`, and the master holds :math:`h = \frac1n\sum_i h_i` and the model error :math:`e`.
-    One :meth:`step` after ``loss.backward()`` on every rank performs, with :math:`Q` the
-    compressor and :math:`\gamma` the learning rate:
+    the model copy $\hat x$ (the parameters), rank $i$ holds a gradient memory
+    $h_i$, and the master holds $h = \frac1n\sum_i h_i$ and the model error $e$.
+    One `step` after `loss.backward()` on every rank performs, with $Q$ the
+    compressor and $\gamma$ the learning rate:
 
-    .. math::
-        \begin{aligned}
-        &\textbf{worker } i:\quad \Delta_i = g_i - h_i,\quad \hat\Delta_i = Q(\Delta_i)
-            \ \text{(sent to the master)},\quad h_i \leftarrow h_i + \alpha \hat\Delta_i \\
-        &\textbf{master}:\quad \hat\Delta = \tfrac1n \textstyle\sum_i \hat\Delta_i,\quad
-            \hat g = h + \hat\Delta,\quad h \leftarrow h + \alpha \hat\Delta \\
-        &\qquad x = \hat x - \gamma \hat g,\quad q = x - \hat x + \eta e,\quad
-            \hat q = Q(q)\ \text{(broadcast)},\quad e \leftarrow q - \hat q \\
-        &\textbf{all ranks}:\quad \hat x \leftarrow \hat x + \beta \hat q
-        \end{aligned}
+    $$
+    \begin{aligned}
+    &\textbf{worker } i:\quad \Delta_i = g_i - h_i,\quad \hat\Delta_i = Q(\Delta_i)
+        \ \text{(sent to the master)},\quad h_i \leftarrow h_i + \alpha \hat\Delta_i \\
+    &\textbf{master}:\quad \hat\Delta = \tfrac1n \textstyle\sum_i \hat\Delta_i,\quad
+        \hat g = h + \hat\Delta,\quad h \leftarrow h + \alpha \hat\Delta \\
+    &\qquad x = \hat x - \gamma \hat g,\quad q = x - \hat x + \eta e,\quad
+        \hat q = Q(q)\ \text{(broadcast)},\quad e \leftarrow q - \hat q \\
+    &\textbf{all ranks}:\quad \hat x \leftarrow \hat x + \beta \hat q
+    \end{aligned}
+    $$
 
     Both residuals shrink as the iterates converge, so the compression noise vanishes and, on a
     strongly convex problem with full local gradients, the iterates converge linearly to the exact
-    optimum, where memory-less compression stalls at a noise floor (see :class:`CompressedSGD`).
+    optimum, where memory-less compression stalls at a noise floor (see `CompressedSGD`).
 
-    Payloads are real packed bytes (see :mod:`combgrad.distributed.compressors`); the sender uses
+    Payloads are real packed bytes (see `combgrad.distributed.compressors`); the sender uses
     the decoded payload, so memories and models stay bit-identical across ranks. Bytes sent and
-    received by this rank are counted in :attr:`bytes_sent` and :attr:`bytes_received`.
+    received by this rank are counted in `bytes_sent` and `bytes_received`.
 
     Args:
         params: iterable of parameters or dicts defining parameter groups. All parameters must share
             one dtype and device, and every rank must pass the same shapes in the same order.
-        lr: learning rate :math:`\gamma`.
-        alpha: gradient-memory step :math:`\alpha \in [0, 1]`. The analysis asks for
-            :math:`\alpha \le 1 / (1 + C)` where :math:`E\|Q(x) - x\|^2 \le C\|x\|^2`; ``0.1`` fits
-            the ternary quantizer with ``block_size = 256`` (:math:`C = 7.5`).
-        beta: model-memory step :math:`\beta \in (0, 1]`.
-        eta: weight :math:`\eta \in [0, 1]` of the master's error feedback.
-        compressor: the compressor :math:`Q`, used in both directions. Defaults to
-            ``TernaryQuantizer(block_size)``.
-        block_size: block size of the default compressor (ignored if ``compressor`` is given).
-        seed: seed of this optimizer's random generator (combined with the rank). ``None`` draws
-            it from torch's global generator, so ``torch.manual_seed`` makes runs reproducible.
+        lr: learning rate $\gamma$.
+        alpha: gradient-memory step $\alpha \in [0, 1]$. The analysis asks for
+            $\alpha \le 1 / (1 + C)$ where $E\|Q(x) - x\|^2 \le C\|x\|^2$; `0.1` fits
+            the ternary quantizer with `block_size = 256` ($C = 7.5$).
+        beta: model-memory step $\beta \in (0, 1]$.
+        eta: weight $\eta \in [0, 1]$ of the master's error feedback.
+        compressor: the compressor $Q$, used in both directions. Defaults to
+            `TernaryQuantizer(block_size)`.
+        block_size: block size of the default compressor (ignored if `compressor` is given).
+        seed: seed of this optimizer's random generator (combined with the rank). `None` draws
+            it from torch's global generator, so `torch.manual_seed` makes runs reproducible.
         process_group: the process group (default: the default group). Its rank 0 is the master.
-        timeout: seconds (or a ``timedelta``) to wait for any communication before raising
-            :class:`CommunicationError`. Also pass it to ``init_process_group``.
+        timeout: seconds (or a `timedelta`) to wait for any communication before raising
+            `CommunicationError`. Also pass it to `init_process_group`.
         broadcast_parameters: copy the master's parameters to all ranks at construction, as DDP
-            does. Those bytes are counted separately, in :attr:`setup_bytes_sent`.
+            does. Those bytes are counted separately, in `setup_bytes_sent`.
 
     Raises:
         ValueError: for invalid hyperparameters, mixed dtypes or devices, or parameter shapes that
@@ -70,22 +71,36 @@ class DORE(_CommunicatingOptimizer):
         RuntimeError: if no process group is initialized.
 
     Example:
-        >>> # on every rank, after torch.distributed.init_process_group("gloo", ...)
-        >>> opt = DORE(model.parameters(), lr=0.1, alpha=0.1, beta=1.0, eta=0.5)  # doctest: +SKIP
-        >>> loss_fn(model(x_local), y_local).backward()  # doctest: +SKIP
-        >>> opt.step(); opt.zero_grad()  # doctest: +SKIP
+        ```python
+        import torch
+        import torch.distributed as dist
+        from combgrad.distributed import DORE, find_free_port
 
-    .. note::
+        # On every rank; here a single process (world size 1) so that the example runs as is.
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{find_free_port()}", rank=0, world_size=1
+        )
+        model = torch.nn.Linear(10, 1)
+        opt = DORE(model.parameters(), lr=0.1, alpha=0.1, beta=1.0, eta=0.5)
+        x, y = torch.randn(32, 10), torch.randn(32, 1)  # this rank's data
+        for _ in range(5):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+        dist.destroy_process_group()
+        ```
+
+    Note:
         Departures from and additions to the paper, which we could only partly verify (its
         Algorithm 1 and defaults were reconstructed from the stated update, see the docs page):
 
         * The master is also worker 0; its own residual is not sent anywhere.
-        * There is no proximal term (:math:`R = 0`): :math:`x = \hat x - \gamma \hat g`.
-        * The default ``eta`` is 0.5, not 1. With the (unbiased, non-contractive) ternary
-          quantizer, :math:`E\|e'\|^2` can grow like :math:`C\eta^2 \|e\|^2`; with ``eta = 1`` our
-          least-squares test diverges, with ``eta = 0.5`` it converges linearly.
+        * There is no proximal term ($R = 0$): $x = \hat x - \gamma \hat g$.
+        * The default `eta` is 0.5, not 1. With the (unbiased, non-contractive) ternary
+          quantizer, $E\|e'\|^2$ can grow like $C\eta^2 \|e\|^2$; with `eta = 1` our
+          least-squares test diverges, with `eta = 0.5` it converges linearly.
         * All parameters are compressed as one flat vector (blocks may straddle tensors).
-    """
+"""
 
     def __init__(
         self,
@@ -156,10 +171,10 @@ class DORE(_CommunicatingOptimizer):
         """Communicate and update the parameters on every rank (a collective: all ranks call it).
 
         Args:
-            closure: optional callable that re-evaluates the local loss and calls ``backward``.
+            closure: optional callable that re-evaluates the local loss and calls `backward`.
 
         Returns:
-            The closure's loss, or ``None``.
+            The closure's loss, or `None`.
         """
         loss = None
         if closure is not None:

@@ -1,12 +1,12 @@
 """The optimal value of an LP / ILP / MILP as a differentiable torch function.
 
-For ``z = min { c @ x : A_ub @ x <= b_ub, A_eq @ x == b_eq, lb <= x <= ub }`` the generalized
+For `z = min { c @ x : A_ub @ x <= b_ub, A_eq @ x == b_eq, lb <= x <= ub }` the generalized
 (Clarke) gradient is read off the single forward solve (see docs/conventions.md):
 
     dz/dc = x*,   dz/db_ub = y_ub*,   dz/db_eq = y_eq*,
     dz/dA_ub = -y_ub* x*^T,   dz/dA_eq = -y_eq* x*^T,
 
-with the duals in the package convention (``y = dz/db``; ``y_ub <= 0``). Backward never calls
+with the duals in the package convention (`y = dz/db`; `y_ub <= 0`). Backward never calls
 the solver again.
 """
 
@@ -191,10 +191,10 @@ def lp_value(
     integer_duals: Literal["fixed"] | None = None,
     return_solution: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    r"""Optimal value of ``min c @ x`` over a linear (or mixed-integer) program, differentiably.
+    r"""Optimal value of `min c @ x` over a linear (or mixed-integer) program, differentiably.
 
-    Any tensor argument may carry a leading batch dimension ``B``; the others are broadcast
-    across it. With only ``c`` batched, one backend model is built and re-solved with each
+    Any tensor argument may carry a leading batch dimension `B`; the others are broadcast
+    across it. With only `c` batched, one backend model is built and re-solved with each
     item's costs. Backward uses the generalized gradient from the forward solve:
     $\partial z/\partial c = x^*$, $\partial z/\partial b = y^*$,
     $\partial z/\partial A = -y^* x^{*T}$ (duals ``y = dz/db``; ``y_ub <= 0``).
@@ -214,16 +214,16 @@ def lp_value(
         b_ub: inequality right-hand side, shape (m_ub,) or (B, m_ub).
         A_eq: equality matrix, shape (m_eq, n) or (B, m_eq, n).
         b_eq: equality right-hand side, shape (m_eq,) or (B, m_eq).
-        bounds: scipy-style bounds shared by the batch (default ``x >= 0``); not differentiable.
+        bounds: scipy-style bounds shared by the batch (default `x >= 0`); not differentiable.
         integrality: 0/1 per variable (1 = integer), shared by the batch.
         backend: a name from `solvers.available_backends()`.
         options: backend options, as for `solvers.solve`.
         integer_duals: for integer programs, gradients in ``b`` or ``A`` are not defined in
             general and raise an error, unless ``"fixed"``: then the duals of the LP with
             every integer variable fixed at its optimal value are used (an approximation that
-            costs one extra LP solve per item; documented, not exact). ``dz/dc = x*`` is exact
+            costs one extra LP solve per item; documented, not exact). `dz/dc = x*` is exact
             for integer programs without it.
-        return_solution: also return ``x*`` (shape (n,) or (B, n)), marked non-differentiable.
+        return_solution: also return `x*` (shape (n,) or (B, n)), marked non-differentiable.
 
     Returns:
         ``z`` of shape () or (B,) in ``c``'s dtype and device; with ``return_solution``,

@@ -35,7 +35,7 @@ def _shape_of(t: object) -> object:
 
 
 def check_log_probs(log_probs: object, layout: str) -> None:
-    """A floating (B, ., C) tensor; ``layout`` names the dimensions for the message."""
+    """A floating (B, ., C) tensor; `layout` names the dimensions for the message."""
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
         raise ValueError(
             f"`log_probs` must be a tensor of shape {layout}; got {_shape_of(log_probs)}."
@@ -45,7 +45,7 @@ def check_log_probs(log_probs: object, layout: str) -> None:
 
 
 def check_index_tensor(t: object, name: str, batch: int, what: str) -> None:
-    """An integer (B, L) tensor of ids (``what`` says which ids, for the message)."""
+    """An integer (B, L) tensor of ids (`what` says which ids, for the message)."""
     if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] != batch:
         raise ValueError(f"`{name}` must have shape (B, L) = ({batch}, L); got {_shape_of(t)}.")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
@@ -56,7 +56,7 @@ def check_finite_or_neg_inf(t: torch.Tensor, name: str) -> bool:
     """Reject NaN and +inf; -inf (a log-probability of zero) is allowed.
 
     Returns:
-        Whether ``t`` may hold -inf (False guarantees every entry is finite).
+        Whether `t` may hold -inf (False guarantees every entry is finite).
     """
     total = t.detach().sum()  # one cheap pass: NaN or +inf anywhere shows in the sum
     if bool(torch.isfinite(total)):

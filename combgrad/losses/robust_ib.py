@@ -4,44 +4,46 @@ Pensia, Jog & Loh, "Extracting robust and accurate features via Robust Informati
 Bottleneck", IEEE JSAIT 1(1), 2020 (arXiv 1910.06893).
 
 The robust IB adds to the information bottleneck a penalty on the statistical Fisher
-information of the features :math:`T` "parametrized by the inputs",
+information of the features $T$ "parametrized by the inputs",
 
-.. math::
-    \Phi(T \mid X) = \mathbb{E}_{x}\, \mathbb{E}_{t \sim p(t \mid x)}
-        \big\| \nabla_x \log p(t \mid x) \big\|^2 ,
+$$
+\Phi(T \mid X) = \mathbb{E}_{x}\, \mathbb{E}_{t \sim p(t \mid x)}
+    \big\| \nabla_x \log p(t \mid x) \big\|^2 ,
+$$
 
-so that small changes of :math:`x` move the distribution of :math:`T` little. The problem
-:math:`\min_{p(t|x)} -I(Y;T) + \beta I(X;T) + \alpha \Phi(T|X)` is trained here in the
+so that small changes of $x$ move the distribution of $T$ little. The problem
+$\min_{p(t|x)} -I(Y;T) + \beta I(X;T) + \alpha \Phi(T|X)$ is trained here in the
 variational (VIB) form, with a stochastic encoder
-:math:`p(t \mid x) = \mathcal{N}(\mu(x), \operatorname{diag}(\sigma^2))`, a decoder
-:math:`q(y \mid t)` and the prior :math:`r(t) = \mathcal{N}(0, I)`:
+$p(t \mid x) = \mathcal{N}(\mu(x), \operatorname{diag}(\sigma^2))$, a decoder
+$q(y \mid t)$ and the prior $r(t) = \mathcal{N}(0, I)$:
 
-.. math::
-    \mathcal{L} = \mathbb{E}\big[-\log q(y \mid t)\big]
-        + \beta\, \mathbb{E}_x \operatorname{KL}\big(p(t \mid x) \,\|\, r(t)\big)
-        + \alpha\, \mathbb{E}_x \sum_k \frac{\|\nabla_x \mu_k(x)\|^2}{\sigma_k^2}.
+$$
+\mathcal{L} = \mathbb{E}\big[-\log q(y \mid t)\big]
+    + \beta\, \mathbb{E}_x \operatorname{KL}\big(p(t \mid x) \,\|\, r(t)\big)
+    + \alpha\, \mathbb{E}_x \sum_k \frac{\|\nabla_x \mu_k(x)\|^2}{\sigma_k^2}.
+$$
 
 For a Gaussian with input-independent covariance,
-:math:`\nabla_x \log p(t|x) = J_\mu(x)^\top \Sigma^{-1} (t - \mu(x))`, whose expected squared
-norm is :math:`\operatorname{tr}(J_\mu^\top \Sigma^{-1} J_\mu)`: the last term is exactly
-:math:`\Phi(T|X)`. It is computed
+$\nabla_x \log p(t|x) = J_\mu(x)^\top \Sigma^{-1} (t - \mu(x))$, whose expected squared
+norm is $\operatorname{tr}(J_\mu^\top \Sigma^{-1} J_\mu)$: the last term is exactly
+$\Phi(T|X)$. It is computed
 
-* exactly (``fisher="exact"``), with one backward pass per feature dimension (the default when
-  ``dim t <= max_exact_dim``), or
-* by a Hutchinson estimate (``fisher="hutchinson"``): for Rademacher :math:`v` (independent
-  entries :math:`\pm 1`), :math:`\mathbb{E}_v \|J_\mu^\top \Sigma^{-1/2} v\|^2 =
-  \operatorname{tr}(J_\mu^\top \Sigma^{-1} J_\mu)`, one backward pass per probe, unbiased for
+* exactly (`fisher="exact"`), with one backward pass per feature dimension (the default when
+  `dim t <= max_exact_dim`), or
+* by a Hutchinson estimate (`fisher="hutchinson"`): for Rademacher $v$ (independent
+  entries $\pm 1$), $\mathbb{E}_v \|J_\mu^\top \Sigma^{-1/2} v\|^2 =
+  \operatorname{tr}(J_\mu^\top \Sigma^{-1} J_\mu)$, one backward pass per probe, unbiased for
   any number of probes; or
-* by the score-function definition (``fisher="monte_carlo"``): draw :math:`t \sim p(t|x)` and
-  average :math:`\|\nabla_x \log p(t|x)\|^2`; also unbiased, with more variance.
+* by the score-function definition (`fisher="monte_carlo"`): draw $t \sim p(t|x)$ and
+  average $\|\nabla_x \log p(t|x)\|^2$; also unbiased, with more variance.
 
-All three are differentiable (``create_graph=True``), so the penalty trains the encoder by double
+All three are differentiable (`create_graph=True`), so the penalty trains the encoder by double
 backward.
 
-.. note::
+Note:
     The paper's exact placement of the multipliers and its experimental settings could not be
     checked (no public code); the variational form above is derived from the stated objective.
-    The Fisher identity holds when :math:`\sigma` does not depend on :math:`x`; a learned,
+    The Fisher identity holds when $\sigma$ does not depend on $x$; a learned,
     input-dependent scale would add the Fisher information of the scale, which is not
     implemented. The encoder must treat samples independently (no batch-norm in training mode),
     because per-sample Jacobians are read from the gradient of a batch sum.
@@ -130,7 +132,7 @@ def _check_mean(mu: Tensor, n: int, sigma: float | Tensor) -> None:
 
 
 def _requires_grad_input(x: Tensor) -> Tensor:
-    """A leaf copy of ``x`` that autograd can differentiate with respect to."""
+    """A leaf copy of `x` that autograd can differentiate with respect to."""
     return x.detach().requires_grad_(True)
 
 
@@ -144,7 +146,7 @@ def _random(
     *args: int,
     shape: tuple[int, ...] | None = None,
 ) -> Tensor:
-    """Draw on the generator's device (or ``like``'s without one), return on ``like``'s."""
+    """Draw on the generator's device (or `like`'s without one), return on `like`'s."""
     device = generator.device if generator is not None else like.device
     out = sampler(*args, shape or like.shape, generator=generator, device=device,
                   dtype=like.dtype)  # fmt: skip
@@ -173,7 +175,7 @@ def _fisher_from_mean(
     generator: torch.Generator | None,
     create_graph: bool,
 ) -> Tensor:
-    """Per-sample ``sum_k ||d mu_k / dx||^2 / sigma_k^2``, shape ``(n,)``."""
+    """Per-sample `sum_k ||d mu_k / dx||^2 / sigma_k^2`, shape `(n,)`."""
     n, dim_t = mu.shape
     inv_sigma = (1.0 / torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device)).expand(dim_t)
     if method == "auto":
@@ -236,29 +238,29 @@ def fisher_information_penalty(
     create_graph: bool = True,
     reduction: Literal["mean", "sum", "none"] = "mean",
 ) -> Tensor:
-    r"""Fisher information :math:`\Phi(T|X)` of a Gaussian encoder with input-free covariance.
+    r"""Fisher information $\Phi(T|X)$ of a Gaussian encoder with input-free covariance.
 
-    For :math:`p(t \mid x) = \mathcal{N}(\mu(x), \operatorname{diag}(\sigma^2))`,
-    :math:`\mathbb{E}_t\|\nabla_x \log p(t|x)\|^2 = \sum_k \|\nabla_x \mu_k(x)\|^2/\sigma_k^2`.
+    For $p(t \mid x) = \mathcal{N}(\mu(x), \operatorname{diag}(\sigma^2))$,
+    $\mathbb{E}_t\|\nabla_x \log p(t|x)\|^2 = \sum_k \|\nabla_x \mu_k(x)\|^2/\sigma_k^2$.
 
     Args:
-        encoder_mean: maps a batch ``(n, ...)`` to means ``(n, dim_t)``, each row depending only
+        encoder_mean: maps a batch `(n, ...)` to means `(n, dim_t)`, each row depending only
             on its own input.
-        x: inputs, shape ``(n, ...)``.
-        sigma: noise scale, a positive float or a tensor ``(dim_t,)`` (one per feature).
-        method: ``"exact"`` (``dim_t`` backward passes), ``"hutchinson"`` (Rademacher probes,
-            unbiased), ``"monte_carlo"`` (sampled score, unbiased) or ``"auto"`` (exact when
-            ``dim_t <= max_exact_dim``, else Hutchinson).
+        x: inputs, shape `(n, ...)`.
+        sigma: noise scale, a positive float or a tensor `(dim_t,)` (one per feature).
+        method: `"exact"` (`dim_t` backward passes), `"hutchinson"` (Rademacher probes,
+            unbiased), `"monte_carlo"` (sampled score, unbiased) or `"auto"` (exact when
+            `dim_t <= max_exact_dim`, else Hutchinson).
         num_probes: probes per sample for the stochastic methods.
-        max_exact_dim: threshold of ``"auto"``.
-        probes: optional explicit probe vectors ``(num_probes, n, dim_t)`` for the stochastic
-            methods (``v`` for Hutchinson, ``eps`` with ``t = mu + sigma * eps`` for Monte Carlo).
+        max_exact_dim: threshold of `"auto"`.
+        probes: optional explicit probe vectors `(num_probes, n, dim_t)` for the stochastic
+            methods (`v` for Hutchinson, `eps` with `t = mu + sigma * eps` for Monte Carlo).
         generator: random generator for the probes.
         create_graph: keep the graph so the penalty can be back-propagated (for training).
-        reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"`` for shape ``(n,)``.
+        reduction: `"mean"` or `"sum"` over the batch, or `"none"` for shape `(n,)`.
 
     Returns:
-        The penalty: a scalar, or shape ``(n,)`` with ``reduction="none"``.
+        The penalty: a scalar, or shape `(n,)` with `reduction="none"`.
     """
     x = _check_input("x", x)
     sigma = _check_sigma(sigma)
@@ -293,16 +295,16 @@ def fisher_information_penalty(
 def score_fisher_information(
     log_prob: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor
 ) -> Tensor:
-    r"""Monte-Carlo Fisher information :math:`\frac1n \sum_i \|\nabla_x \log p(t_i \mid x_i)\|^2`.
+    r"""Monte-Carlo Fisher information $\frac1n \sum_i \|\nabla_x \log p(t_i \mid x_i)\|^2$.
 
-    The definition of :math:`\Phi(T|X)` for any differentiable encoder density: with
-    :math:`t_i \sim p(\cdot \mid x_i)` it is an unbiased estimate. Use it to check a closed form
+    The definition of $\Phi(T|X)$ for any differentiable encoder density: with
+    $t_i \sim p(\cdot \mid x_i)$ it is an unbiased estimate. Use it to check a closed form
     or for encoders that are not isotropic Gaussians.
 
     Args:
-        log_prob: ``log_prob(t, x) -> (n,)``, the log-density of each ``t[i]`` given ``x[i]``.
-        x: inputs, shape ``(n, ...)``.
-        t: samples, shape ``(n, ...)``, drawn from the encoder (treated as constants).
+        log_prob: `log_prob(t, x) -> (n,)`, the log-density of each `t[i]` given `x[i]`.
+        x: inputs, shape `(n, ...)`.
+        t: samples, shape `(n, ...)`, drawn from the encoder (treated as constants).
 
     Returns:
         Scalar tensor (no graph is kept).
@@ -324,15 +326,15 @@ def score_fisher_information(
 # the loss
 # --------------------------------------------------------------------------------------------
 def gaussian_kl_to_standard_normal(mu: Tensor, sigma: float | Tensor) -> Tensor:
-    r"""Per-sample :math:`\operatorname{KL}(\mathcal{N}(\mu, \operatorname{diag}\sigma^2) \|
-    \mathcal{N}(0, I)) = \tfrac12 \sum_k (\sigma_k^2 + \mu_k^2 - 1 - \log \sigma_k^2)`.
+    r"""Per-sample $\operatorname{KL}(\mathcal{N}(\mu, \operatorname{diag}\sigma^2) \|
+    \mathcal{N}(0, I)) = \tfrac12 \sum_k (\sigma_k^2 + \mu_k^2 - 1 - \log \sigma_k^2)$.
 
     Args:
-        mu: means, shape ``(n, dim_t)``.
-        sigma: positive float or tensor ``(dim_t,)``.
+        mu: means, shape `(n, dim_t)`.
+        sigma: positive float or tensor `(dim_t,)`.
 
     Returns:
-        Shape ``(n,)``.
+        Shape `(n,)`.
     """
     var = torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device).pow(2).expand(mu.shape[1])
     return 0.5 * (var + mu.pow(2) - 1.0 - var.log()).sum(dim=1)
@@ -354,29 +356,29 @@ def robust_ib_loss(
     generator: torch.Generator | None = None,
     return_terms: bool = False,
 ) -> Tensor | RobustIBTerms:
-    r"""Robust IB loss :math:`\mathrm{CE} + \beta\,\mathrm{KL} + \alpha\,\Phi` (batch mean).
+    r"""Robust IB loss $\mathrm{CE} + \beta\,\mathrm{KL} + \alpha\,\Phi$ (batch mean).
 
-    The features are sampled by reparameterisation, :math:`t = \mu(x) + \sigma \odot \epsilon`,
-    ``num_samples`` times per input; the decoder returns class logits and the relevance term is
-    their cross-entropy. With ``alpha = 0`` this is the variational information bottleneck.
+    The features are sampled by reparameterisation, $t = \mu(x) + \sigma \odot \epsilon$,
+    `num_samples` times per input; the decoder returns class logits and the relevance term is
+    their cross-entropy. With `alpha = 0` this is the variational information bottleneck.
 
     Args:
-        encoder_mean: maps ``x`` ``(n, ...)`` to means ``(n, dim_t)``.
-        decoder: maps features ``(m, dim_t)`` to logits ``(m, n_classes)``.
-        x: inputs, shape ``(n, ...)``.
-        y: class indices, shape ``(n,)``.
-        sigma: encoder noise scale (float or ``(dim_t,)``), fixed (not a function of ``x``).
-        beta: weight of the KL (compression) term, ``>= 0``.
-        alpha: weight of the Fisher-information (robustness) term, ``>= 0``.
-        fisher: how :math:`\Phi` is computed, see :func:`fisher_information_penalty`.
+        encoder_mean: maps `x` `(n, ...)` to means `(n, dim_t)`.
+        decoder: maps features `(m, dim_t)` to logits `(m, n_classes)`.
+        x: inputs, shape `(n, ...)`.
+        y: class indices, shape `(n,)`.
+        sigma: encoder noise scale (float or `(dim_t,)`), fixed (not a function of `x`).
+        beta: weight of the KL (compression) term, `>= 0`.
+        alpha: weight of the Fisher-information (robustness) term, `>= 0`.
+        fisher: how $\Phi$ is computed, see [`fisher_information_penalty`][combgrad.losses.fisher_information_penalty].
         num_probes: probes for the stochastic Fisher estimates.
-        max_exact_dim: ``fisher="auto"`` is exact up to this feature dimension.
+        max_exact_dim: `fisher="auto"` is exact up to this feature dimension.
         num_samples: feature samples per input for the cross-entropy.
         generator: random generator for the feature noise and the probes.
-        return_terms: return a :class:`RobustIBTerms` instead of the scalar loss.
+        return_terms: return a [`RobustIBTerms`][combgrad.losses.RobustIBTerms] instead of the scalar loss.
 
     Returns:
-        Scalar loss, or :class:`RobustIBTerms`.
+        Scalar loss, or [`RobustIBTerms`][combgrad.losses.RobustIBTerms].
     """
     x = _check_input("x", x)
     y = _check_input("y", y)
@@ -433,30 +435,36 @@ def robust_ib_loss(
 class RobustIBLoss(nn.Module):
     r"""Robust information bottleneck loss (Pensia, Jog & Loh, 2020) as a module.
 
-    .. math::
-        \mathcal{L} = \mathbb{E}[-\log q(y \mid t)]
-            + \beta\, \operatorname{KL}\big(\mathcal{N}(\mu(x), \sigma^2 I) \,\|\, \mathcal{N}(0, I)\big)
-            + \alpha\, \sum_k \|\nabla_x \mu_k(x)\|^2 / \sigma_k^2,
+    $$
+    \mathcal{L} = \mathbb{E}[-\log q(y \mid t)]
+        + \beta\, \operatorname{KL}\big(\mathcal{N}(\mu(x), \sigma^2 I) \,\|\, \mathcal{N}(0, I)\big)
+        + \alpha\, \sum_k \|\nabla_x \mu_k(x)\|^2 / \sigma_k^2,
+    $$
 
     the last term being the Fisher information
-    :math:`\mathbb{E}\|\nabla_x \log p(t|x)\|^2` of the encoder. It is exact for
-    ``dim t <= max_exact_dim`` and an unbiased Hutchinson estimate beyond (``fisher="auto"``);
-    see :mod:`combgrad.losses.robust_ib` for the derivation.
+    $\mathbb{E}\|\nabla_x \log p(t|x)\|^2$ of the encoder. It is exact for
+    `dim t <= max_exact_dim` and an unbiased Hutchinson estimate beyond (`fisher="auto"`);
+    see `combgrad.losses.robust_ib` for the derivation.
 
     Args:
-        sigma: encoder noise scale, positive float or tensor ``(dim_t,)``.
-        beta: weight of the KL term (``>= 0``).
-        alpha: weight of the Fisher penalty (``>= 0``); 0 gives the VIB.
-        fisher: ``"auto"``, ``"exact"``, ``"hutchinson"`` or ``"monte_carlo"``.
+        sigma: encoder noise scale, positive float or tensor `(dim_t,)`.
+        beta: weight of the KL term (`>= 0`).
+        alpha: weight of the Fisher penalty (`>= 0`); 0 gives the VIB.
+        fisher: `"auto"`, `"exact"`, `"hutchinson"` or `"monte_carlo"`.
         num_probes: probes for the stochastic estimates.
-        max_exact_dim: feature dimension up to which ``"auto"`` is exact.
+        max_exact_dim: feature dimension up to which `"auto"` is exact.
         num_samples: feature samples per input for the cross-entropy.
 
     Example:
-        >>> enc, dec = torch.nn.Linear(64, 8), torch.nn.Linear(8, 10)
-        >>> criterion = RobustIBLoss(sigma=0.5, beta=1e-3, alpha=0.1)
-        >>> loss = criterion(enc, dec, torch.randn(32, 64), torch.randint(0, 10, (32,)))
-        >>> loss.backward()
+        ```python
+        import torch
+        from combgrad.losses import RobustIBLoss
+
+        enc, dec = torch.nn.Linear(64, 8), torch.nn.Linear(8, 10)
+        criterion = RobustIBLoss(sigma=0.5, beta=1e-3, alpha=0.1)
+        loss = criterion(enc, dec, torch.randn(32, 64), torch.randint(0, 10, (32,)))
+        loss.backward()
+        ```
     """
 
     def __init__(
@@ -494,7 +502,7 @@ class RobustIBLoss(nn.Module):
         generator: torch.Generator | None = None,
         return_terms: bool = False,
     ) -> Tensor | RobustIBTerms:
-        """Loss of a batch; see :func:`robust_ib_loss` for the arguments."""
+        """Loss of a batch; see [`robust_ib_loss`][combgrad.losses.robust_ib_loss] for the arguments."""
         return robust_ib_loss(
             encoder_mean,
             decoder,

@@ -1,8 +1,8 @@
-"""Optimizers from gradient-method papers, in the style of :mod:`torch.optim`.
+"""Optimizers from gradient-method papers, in the style of `torch.optim`.
 
-Needs only torch (never imports :mod:`solvers`). Names load lazily so that importing
+Needs only torch (never imports `solvers`). Names load lazily so that importing
 one optimizer does not import the others. The functional twins live in the modules,
-e.g. ``from combgrad.optim.sgld import sgld`` (a package attribute of that name would be
+e.g. `from combgrad.optim.sgld import sgld` (a package attribute of that name would be
 shadowed by the submodule).
 """
 

@@ -50,10 +50,10 @@ class FollowTheRidge(Optimizer):
         x_params: parameters $x$ of the minimising player (e.g. a generator).
         y_params: parameters $y$ of the maximising player (e.g. a discriminator).
         lr_x: step size $\eta_x$ (default: 1e-3).
-        lr_y: step size $\eta_y$ (default: ``lr_x``).
+        lr_y: step size $\eta_y$ (default: `lr_x`).
         momentum: heavy-ball coefficient $\gamma \in [0, 1)$ (default: 0). The paper
             notes that FR, unlike GDA, works with positive momentum.
-        preconditioner: ``None`` ($P_1 = P_2 = I$) or ``"rmsprop"`` (diagonal
+        preconditioner: `None` ($P_1 = P_2 = I$) or `"rmsprop"` (diagonal
             $P = (\sqrt{\hat v} + \epsilon)^{-1}$, $\hat v$ a bias-corrected
             running mean of squared gradients, per player).
         beta: RMSprop decay rate for $v$ (default: 0.999, as in the paper's GAN code).
@@ -61,19 +61,23 @@ class FollowTheRidge(Optimizer):
         damping: $\lambda \ge 0$ in the normal equations (default: 0, the exact
             solve; use a positive value when $H_{yy}$ may be near singular).
         cg_iters: maximum conjugate-gradient iterations per step (default: 10).
-        cg_tol: stop CG when the residual norm falls below ``cg_tol`` times the right-hand
+        cg_tol: stop CG when the residual norm falls below `cg_tol` times the right-hand
             side's norm (default: 1e-10).
-        correction: apply the ridge correction (default: True). ``False`` gives
+        correction: apply the ridge correction (default: True). `False` gives
             (preconditioned, momentum) GDA with the same hyperparameters, for ablations.
 
     Example:
-        >>> x = torch.tensor([5.0], requires_grad=True)
-        >>> y = torch.tensor([7.0], requires_grad=True)
-        >>> opt = FollowTheRidge([x], [y], lr_x=0.05)
-        >>> for _ in range(300):
-        ...     _ = opt.step(lambda: (-3 * x**2 - y**2 + 4 * x * y).sum())
-        >>> bool(x.abs() < 1e-6 and y.abs() < 1e-6)
-        True
+        ```python
+        import torch
+        from combgrad.optim import FollowTheRidge
+
+        x = torch.tensor([5.0], requires_grad=True)
+        y = torch.tensor([7.0], requires_grad=True)
+        opt = FollowTheRidge([x], [y], lr_x=0.05)
+        for _ in range(300):
+            _ = opt.step(lambda: (-3 * x**2 - y**2 + 4 * x * y).sum())
+        print(bool(x.abs() < 1e-6 and y.abs() < 1e-6))  # True
+        ```
 
     Note:
         Departures from the paper and its code:
@@ -84,9 +88,9 @@ class FollowTheRidge(Optimizer):
           Levenberg–Marquardt style (initial value 1, capped).
         - RMSprop uses Adam-style bias correction of $v$ (zero initialised), so the
           first steps are not inflated; the momentum form is the paper's heavy ball [R]
-          (from the digest, not checked against the PDF).
-        - ``step`` writes the (detached) gradients $\nabla_x f, \nabla_y f$ into
-          ``p.grad`` so that they can be logged.
+          (from a summary of the paper, not checked against its full text).
+        - `step` writes the (detached) gradients $\nabla_x f, \nabla_y f$ into
+          `p.grad` so that they can be logged.
     """
 
     def __init__(
@@ -151,7 +155,7 @@ class FollowTheRidge(Optimizer):
             group.setdefault("correction", True)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Only the two groups made by the constructor (``x`` then ``y``) are allowed."""
+        """Only the two groups made by the constructor (`x` then `y`) are allowed."""
         if len(self.param_groups) >= 2:
             raise RuntimeError("FollowTheRidge has exactly two parameter groups (x and y)")
         super().add_param_group(param_group)
@@ -162,7 +166,7 @@ class FollowTheRidge(Optimizer):
 
         Args:
             closure: re-evaluates and returns the scalar $f(x, y)$ *with its graph*
-                (do not call ``backward`` in it; the optimizer differentiates twice).
+                (do not call `backward` in it; the optimizer differentiates twice).
 
         Returns:
             The value $f(x_t, y_t)$, detached.
@@ -257,7 +261,7 @@ def hessian_solve(
     r"""Solve $H u = b$ with Hessian-vector products, without forming $H$.
 
     $H = \nabla_y (\text{grad\_y})$ is the Hessian of the function whose gradient
-    ``grad_y`` was computed with ``create_graph=True``. Runs conjugate gradients on the damped
+    `grad_y` was computed with `create_graph=True`. Runs conjugate gradients on the damped
     normal equations
 
     $$
@@ -270,15 +274,15 @@ def hessian_solve(
     least-squares solution. Each iteration costs two Hessian-vector products (double backward).
 
     Args:
-        grad_y: gradients $\nabla_y f$, one per tensor of ``y_params``, with graph.
+        grad_y: gradients $\nabla_y f$, one per tensor of `y_params`, with graph.
         y_params: the tensors $y$ they were taken with respect to.
-        rhs: $b$, shaped like ``y_params``.
+        rhs: $b$, shaped like `y_params`.
         damping: $\lambda \ge 0$.
-        max_iter: maximum CG iterations (exact after ``dim(y)`` in exact arithmetic).
+        max_iter: maximum CG iterations (exact after `dim(y)` in exact arithmetic).
         tol: stop when $\|r\| \le \text{tol}\,\|Hb\|$.
 
     Returns:
-        $u$, detached, shaped like ``y_params``.
+        $u$, detached, shaped like `y_params`.
     """
     if len(grad_y) != len(y_params) or len(rhs) != len(y_params):
         raise ValueError("`grad_y`, `y_params` and `rhs` must have one entry per tensor of y")
@@ -348,7 +352,7 @@ def _param_list(params: Iterable[Tensor], name: str) -> list[Tensor]:
 
 
 def _grad_or_zeros(output: Tensor | int, inputs: Sequence[Tensor], **kwargs: Any) -> list[Tensor]:
-    """``torch.autograd.grad`` that returns zeros where ``output`` does not depend on an input."""
+    """`torch.autograd.grad` that returns zeros where `output` does not depend on an input."""
     if not isinstance(output, Tensor) or not output.requires_grad:
         return [torch.zeros_like(p) for p in inputs]
     grads = torch.autograd.grad(output, inputs, allow_unused=True, **kwargs)

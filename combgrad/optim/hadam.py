@@ -110,12 +110,17 @@ class HAdam(Optimizer):
         foreach: use the multi-tensor (`torch._foreach_*`) implementation; None picks it on CUDA.
 
     Example:
-        >>> w = torch.zeros(3, requires_grad=True)
-        >>> opt = HAdam([w], lr=1e-2, order=4)
-        >>> for _ in range(10):
-        ...     opt.zero_grad()
-        ...     ((w - 1.0) ** 2).sum().backward()
-        ...     opt.step()
+        ```python
+        import torch
+        from combgrad.optim import HAdam
+
+        w = torch.zeros(3, requires_grad=True)
+        opt = HAdam([w], lr=1e-2, order=4)
+        for _ in range(10):
+            opt.zero_grad()
+            ((w - 1.0) ** 2).sum().backward()
+            opt.step()
+        ```
 
     Note:
         Precision: $g^k$ under- or overflows sooner than $g^2$. In float32 with $k = 6$,

@@ -42,43 +42,50 @@ class OGD(Optimizer):
     appends an orthonormal basis of what remains (rank-revealing thin SVD). Which outputs are
     remembered is the paper's *variant*:
 
-    - ``"GTL"`` (ground-truth logit): $\nabla_w f_{y_i}(x_i)$; one vector per sample. The
+    - `"GTL"` (ground-truth logit): $\nabla_w f_{y_i}(x_i)$; one vector per sample. The
       paper's experiments use this one.
-    - ``"AVE"`` (average): $\nabla_w \tfrac1c \sum_j f_j(x_i)$; one vector per sample.
-    - ``"ALL"``: $\nabla_w f_j(x_i)$ for every logit $j$; ``c`` vectors per sample.
+    - `"AVE"` (average): $\nabla_w \tfrac1c \sum_j f_j(x_i)$; one vector per sample.
+    - `"ALL"`: $\nabla_w f_j(x_i)$ for every logit $j$; `c` vectors per sample.
 
-    The basis is kept per parameter as a block ``state[p]["ogd_basis"]`` of shape
-    ``(p.numel(), r)``; stacked, the blocks form the ``(P, r)`` matrix $U$ (see
+    The basis is kept per parameter as a block `state[p]["ogd_basis"]` of shape
+    `(p.numel(), r)`; stacked, the blocks form the `(P, r)` matrix $U$ (see
     `basis`). The projection is two matrix products per parameter, with no loop over the
-    stored vectors. Memory is ``P * r`` numbers: with ``m`` samples per task, ``r`` grows by at
-    most ``m`` (``c * m`` for ``"ALL"``) per task.
+    stored vectors. Memory is `P * r` numbers: with `m` samples per task, `r` grows by at
+    most `m` (`c * m` for `"ALL"`) per task.
 
     Args:
         params: iterable of parameters or named_parameters to optimize, or iterable of dicts
             defining parameter groups. The basis spans *all* of them jointly.
         lr: learning rate $\eta$ (default: 1e-3, the paper's value).
-        variant: which output gradients `remember` stores: ``"GTL"``, ``"AVE"`` or
-            ``"ALL"`` (default: ``"GTL"``).
+        variant: which output gradients `remember` stores: `"GTL"`, `"AVE"` or
+            `"ALL"` (default: `"GTL"`).
         maximize: maximize the objective instead of minimizing (default: False).
 
     Example:
-        >>> model = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10))
-        >>> opt = OGD(model.parameters(), lr=1e-2, variant="GTL")
-        >>> for task in tasks:  # doctest: +SKIP
-        ...     for x, y in task.loader:
-        ...         opt.zero_grad()
-        ...         nn.functional.cross_entropy(model(x), y).backward()
-        ...         opt.step()
-        ...     opt.remember(model, task.x, task.y, m=200)
+        ```python
+        import torch
+        from torch import nn
+        from combgrad.optim import OGD
+
+        model = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10))
+        opt = OGD(model.parameters(), lr=1e-2, variant="GTL")
+        tasks = [(torch.randn(256, 64), torch.randint(0, 10, (256,))) for _ in range(2)]
+        for x, y in tasks:  # the tasks arrive one after another
+            for xb, yb in zip(x.split(32), y.split(32)):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+            opt.remember(model, x, y, m=200)  # later steps keep these outputs fixed
+        ```
 
     Note:
         Departures from the paper and choices it leaves open:
 
         - The *step* $-\eta g$ is projected rather than the gradient $g$. With one
           learning rate this is the same; with several parameter groups with different learning
-          rates it keeps the remembered outputs fixed to first order, which projecting ``g``
+          rates it keeps the remembered outputs fixed to first order, which projecting `g`
           would not.
-        - Parameters whose ``grad`` is ``None`` count as having a zero gradient once a basis
+        - Parameters whose `grad` is `None` count as having a zero gradient once a basis
           exists: the projection can still move them, as it must to stay orthogonal.
         - Frozen parameters (``requires_grad=False``) are left out: `remember` stores zero
           blocks for them and `step` never moves them, so the protection holds in the space
@@ -88,7 +95,7 @@ class OGD(Optimizer):
         - New vectors are orthonormalised as a block (two passes of classical Gram–Schmidt
           against the stored basis, then a thin SVD) instead of one at a time. The span is the
           same as sequential Gram–Schmidt; directions whose residual is below
-          ``rtol * (largest new vector's norm)`` are dropped, since they are (numerically)
+          `rtol * (largest new vector's norm)` are dropped, since they are (numerically)
           already in the span.
         - No momentum or weight decay: the paper uses plain SGD, and both would move the
           parameters along remembered directions.
@@ -113,7 +120,7 @@ class OGD(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a parameter group; validates its ``lr`` and ``variant``.
+        """Add a parameter group; validates its `lr` and `variant`.
 
         If a basis is already stored, the new parameters get zero blocks: the stored output
         gradients did not involve them, so they may move freely.
@@ -139,7 +146,7 @@ class OGD(Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def _blocks(self) -> list[Tensor] | None:
-        """Per-parameter basis blocks ``(p.numel(), r)``, or None before any `remember`."""
+        """Per-parameter basis blocks `(p.numel(), r)`, or None before any `remember`."""
         params = self._all_params()
         if not params or "ogd_basis" not in self.state.get(params[0], {}):
             return None
@@ -147,7 +154,7 @@ class OGD(Optimizer):
 
     @property
     def basis_size(self) -> int:
-        """Number ``r`` of stored orthonormal directions."""
+        """Number `r` of stored orthonormal directions."""
         blocks = self._blocks()
         return 0 if blocks is None else int(blocks[0].shape[1])
 
@@ -155,8 +162,8 @@ class OGD(Optimizer):
         """The stored orthonormal basis as one matrix.
 
         Returns:
-            Tensor of shape ``(P, r)``, with ``P`` the total number of elements of all
-            parameters, in parameter-group order. It is a copy; ``r`` may be 0.
+            Tensor of shape `(P, r)`, with `P` the total number of elements of all
+                parameters, in parameter-group order. It is a copy; `r` may be 0.
         """
         blocks = self._blocks()
         if blocks is None:
@@ -185,7 +192,7 @@ class OGD(Optimizer):
         chunk_size: int = 64,
         rtol: float | None = None,
     ) -> int:
-        r"""Store the output gradients of ``model`` on samples of a finished task.
+        r"""Store the output gradients of `model` on samples of a finished task.
 
         Args:
             model: the network being trained. ``model(x)`` must return logits of shape
@@ -194,17 +201,17 @@ class OGD(Optimizer):
                 others get zero gradient); the model's other parameters and buffers stay fixed. Put the model in ``eval()`` mode if it
                 has dropout or batch norm: samples are processed one at a time under
                 `torch.func.vmap`.
-            inputs: samples of the finished task, shape ``(N, *input_shape)``.
-            targets: integer class labels, shape ``(N,)``; required for ``"GTL"``.
-            m: how many of the ``N`` samples to use, drawn without replacement with
-                ``generator`` (default: all of them). The paper uses 200.
-            variant: overrides the optimizer's ``variant`` for this call.
-            generator: random generator for drawing the ``m`` samples.
+            inputs: samples of the finished task, shape `(N, *input_shape)`.
+            targets: integer class labels, shape `(N,)`; required for `"GTL"`.
+            m: how many of the `N` samples to use, drawn without replacement with
+                `generator` (default: all of them). The paper uses 200.
+            variant: overrides the optimizer's `variant` for this call.
+            generator: random generator for drawing the `m` samples.
             chunk_size: samples per vectorised batch; bounds the temporary memory at
-                ``chunk_size * c_out * P`` numbers (``c_out = c`` for ``"ALL"``, else 1).
-            rtol: residual directions with norm below ``rtol`` times the largest new vector's
-                norm are dropped (default: ``max(P, k) * eps`` of the dtype, as
-                `torch.linalg.matrix_rank`, with ``k`` the number of new vectors).
+                `chunk_size * c_out * P` numbers (`c_out = c` for `"ALL"`, else 1).
+            rtol: residual directions with norm below `rtol` times the largest new vector's
+                norm are dropped (default: `max(P, k) * eps` of the dtype, as
+                `torch.linalg.matrix_rank`, with `k` the number of new vectors).
 
         Returns:
             The number of directions added to the basis.
@@ -323,13 +330,13 @@ def ogd(
     lr: float | Sequence[float],
     maximize: bool = False,
 ) -> None:
-    r"""Functional OGD step; see `OGD`. Updates ``params`` in place.
+    r"""Functional OGD step; see `OGD`. Updates `params` in place.
 
     Args:
         params: parameters $w$.
-        grads: their gradients (``None`` means zero), same order.
-        bases: per-parameter orthonormal basis blocks, ``bases[i]`` of shape
-            ``(params[i].numel(), r)``, together orthonormal; or None for no projection.
+        grads: their gradients (`None` means zero), same order.
+        bases: per-parameter orthonormal basis blocks, `bases[i]` of shape
+            `(params[i].numel(), r)`, together orthonormal; or None for no projection.
         lr: learning rate, one for all or one per parameter.
         maximize: ascend instead of descend.
     """
@@ -372,7 +379,7 @@ def _output_gradients(
     variant: str,
     chunk_size: int,
 ) -> Tensor:
-    """Per-sample output gradients stacked as columns: ``(P, k)``.
+    """Per-sample output gradients stacked as columns: `(P, k)`.
 
     Columns follow the samples (and, for "ALL", the logits of each sample in order).
     """
@@ -437,15 +444,15 @@ def _output_gradients(
 
 
 def _orthonormal_extension(blocks: list[Tensor] | None, new: Tensor, rtol: float) -> Tensor:
-    """Orthonormal basis of the part of span(``new``) orthogonal to the stored basis.
+    """Orthonormal basis of the part of span(`new`) orthogonal to the stored basis.
 
     Args:
-        blocks: stored per-parameter basis blocks (stacked: ``(P, r)``, orthonormal) or None.
-        new: candidate vectors as columns, ``(P, k)``.
-        rtol: drop residual directions with singular value below ``rtol * max column norm``.
+        blocks: stored per-parameter basis blocks (stacked: `(P, r)`, orthonormal) or None.
+        new: candidate vectors as columns, `(P, k)`.
+        rtol: drop residual directions with singular value below `rtol * max column norm`.
 
     Returns:
-        ``(P, k')`` with orthonormal columns, orthogonal to the stored basis, ``k' <= k``.
+        `(P, k')` with orthonormal columns, orthogonal to the stored basis, `k' <= k`.
     """
     scale = new.norm(dim=0).max() if new.numel() else new.new_zeros(())
     if new.shape[1] == 0 or scale == 0:

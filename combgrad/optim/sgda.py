@@ -98,13 +98,18 @@ class SGDA(Optimizer):
         ValueError: for invalid hyperparameters in the defaults or in any group.
 
     Example:
-        >>> x = torch.ones(2, requires_grad=True)
-        >>> y = torch.ones(2, requires_grad=True)
-        >>> opt = SGDA([{"params": [x]}, {"params": [y], "ascent": True, "radius": 1.0}], lr=0.1)
-        >>> for _ in range(10):
-        ...     opt.zero_grad()
-        ...     (x @ x - y @ y + 2 * x @ y).backward()  # min over x, max over y
-        ...     opt.step()
+        ```python
+        import torch
+        from combgrad.optim import SGDA
+
+        x = torch.ones(2, requires_grad=True)
+        y = torch.ones(2, requires_grad=True)
+        opt = SGDA([{"params": [x]}, {"params": [y], "ascent": True, "radius": 1.0}], lr=0.1)
+        for _ in range(10):
+            opt.zero_grad()
+            (x @ x - y @ y + 2 * x @ y).backward()  # min over x, max over y
+            opt.step()
+        ```
 
     Note:
         Relation to the WGAN paper's Algorithm 1: there the discriminator is set by an exact inner

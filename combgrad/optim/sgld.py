@@ -49,7 +49,7 @@ def _device_key(device: torch.device | str) -> str:
 
 
 def _generators_by_device(generator: GeneratorArg) -> dict[str, torch.Generator] | None:
-    """Normalise the ``generator`` argument to ``{device string: generator}`` (or None)."""
+    """Normalise the `generator` argument to `{device string: generator}` (or None)."""
     if generator is None:
         return None
     gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
@@ -133,13 +133,18 @@ class SGLD(Optimizer):
         foreach: use the multi-tensor (`torch._foreach_*`) implementation; None picks it on CUDA.
 
     Example:
-        >>> chains = torch.zeros(10_000, requires_grad=True)  # 10k parallel 1-D chains
-        >>> opt = SGLD([chains], lr=1e-2, inverse_temperature=3.0,
-        ...            generator=torch.Generator().manual_seed(0))
-        >>> for _ in range(100):
-        ...     opt.zero_grad()
-        ...     (chains**4 / 4 - chains**2 / 2).sum().backward()
-        ...     opt.step()
+        ```python
+        import torch
+        from combgrad.optim import SGLD
+
+        chains = torch.zeros(10_000, requires_grad=True)  # 10k parallel 1-D chains
+        opt = SGLD([chains], lr=1e-2, inverse_temperature=3.0,
+                   generator=torch.Generator().manual_seed(0))
+        for _ in range(100):
+            opt.zero_grad()
+            (chains**4 / 4 - chains**2 / 2).sum().backward()
+            opt.step()
+        ```
 
     Note:
         Departures from the paper: none in the update. Weight decay, `maximize` and the

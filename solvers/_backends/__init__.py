@@ -1,1 +1,1 @@
-"""Backend adapters. Private: use :func:`solvers.solve` and :func:`solvers.available_backends`."""
+"""Backend adapters. Private: use [`solvers.solve`][solvers.solve] and [`solvers.available_backends`][solvers.available_backends]."""

@@ -3,7 +3,7 @@
 An adapter translates a `LinearProgram` once, in matrix form, runs the solver,
 checks every returned status, and hands back a `Solution` whose duals already
 follow the package convention (duals = dz/db). Feasibility re-checks and timing
-are done once, in :mod:`solvers._solve`, for every backend alike.
+are done once, in `solvers._solve`, for every backend alike.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def solve(self, c: np.ndarray | None = None) -> Solution:
-        """Solve, optionally with new costs ``c`` (same shape as the original)."""
+        """Solve, optionally with new costs `c` (same shape as the original)."""
 
 
 class Backend(abc.ABC):
@@ -59,7 +59,7 @@ class Backend(abc.ABC):
     def build(
         self, problem: LinearProgram, *, time_limit: float | None, options: Mapping[str, Any]
     ) -> Model:
-        """Translate ``problem`` into a live backend model."""
+        """Translate `problem` into a live backend model."""
 
     def limits(self, options: Mapping[str, Any]) -> NumericLimits | None:
         """The numeric limits that apply with these ``options``."""

@@ -41,7 +41,7 @@ _banner_silenced = False
 def _quiet_stdout():
     """Swallow what the C++ library writes to fd 1 (HiGHS prints a banner on its first construction).
 
-    The banner goes to file descriptor 1 whatever ``sys.stdout`` is (a redirect, a notebook),
+    The banner goes to file descriptor 1 whatever `sys.stdout` is (a redirect, a notebook),
     so fd 1 itself is pointed at /dev/null for the duration.
     """
     for stream in (sys.stdout, sys.__stdout__):

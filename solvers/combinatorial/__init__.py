@@ -1,13 +1,13 @@
 """Fast exact combinatorial solvers returning the same `Solution` as the LP layer.
 
 Each problem comes with an exact special-purpose solver and an LP builder with the same
-variable order, so ``solver(...).x`` is an optimal vertex of ``solve(builder(...))``:
+variable order, so `solver(...).x` is an optimal vertex of `solve(builder(...))`:
 
 * `assignment` / `assignment_batch` / `assignment_lp`: linear assignment
-  (``scipy.optimize.linear_sum_assignment``);
+  (`scipy.optimize.linear_sum_assignment`);
 * `alignment` / `alignment_batch` / `alignment_lp`: global (Needleman-Wunsch) sequence
   alignment by dynamic programming (numba kernel, numpy fallback);
-* `shortest_path` / `shortest_path_lp`: shortest path in a ``networkx.DiGraph``
+* `shortest_path` / `shortest_path_lp`: shortest path in a `networkx.DiGraph`
   (Dijkstra, or DAG dynamic programming when weights are negative).
 
 Torch-free: numpy, scipy, networkx (imported when used) and, optionally, numba

@@ -29,13 +29,13 @@ def numba_available() -> bool:
 
 
 def resolve_engine(engine: str | None) -> str:
-    """Map ``engine`` (or, when None, the ``SOLVERS_COMBINATORIAL_ENGINE`` variable) to a concrete one.
+    """Map `engine` (or, when None, the `SOLVERS_COMBINATORIAL_ENGINE` variable) to a concrete one.
 
-    ``"auto"`` means numba when it is installed, else numpy.
+    `"auto"` means numba when it is installed, else numpy.
 
     Raises:
         ValueError: for an unknown engine name.
-        BackendUnavailableError: when ``"numba"`` is asked for and numba is missing.
+        BackendUnavailableError: when `"numba"` is asked for and numba is missing.
     """
     source = "`engine`"
     if engine is None:
@@ -55,7 +55,7 @@ def resolve_engine(engine: str | None) -> str:
 
 
 def as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    """``value`` as a float64 array with exactly ``ndim`` dimensions, else ValueError naming it."""
+    """`value` as a float64 array with exactly `ndim` dimensions, else ValueError naming it."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -66,7 +66,7 @@ def as_float_array(value: Any, name: str, ndim: int) -> np.ndarray:
 
 
 def as_lengths(value: Any, name: str, batch: int, upper: int) -> np.ndarray:
-    """Validate per-item lengths: shape (batch,), integers in [0, upper]; None means all ``upper``."""
+    """Validate per-item lengths: shape (batch,), integers in [0, upper]; None means all `upper`."""
     if value is None:
         return np.full(batch, upper, dtype=np.int64)
     arr = np.asarray(value)

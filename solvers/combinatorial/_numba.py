@@ -1,11 +1,11 @@
 """Compiled (numba) kernels of the combinatorial solvers.
 
 This module imports numba at import time; the solver modules import it lazily, only
-when the numba engine is selected, so ``import solvers`` never loads numba. Kernels
-are compiled with ``cache=True``: the first call in a fresh environment compiles
+when the numba engine is selected, so `import solvers` never loads numba. Kernels
+are compiled with `cache=True`: the first call in a fresh environment compiles
 (a few seconds), later processes load the cached machine code.
 
-The numpy fallbacks in ``alignment.py`` perform the same floating-point operations
+The numpy fallbacks in `alignment.py` perform the same floating-point operations
 in the same order, so both engines return bit-identical results.
 """
 
@@ -25,9 +25,9 @@ _PARALLEL_LOCK = threading.Lock()
 
 
 def run_nw_batch(*args, parallel: bool | None = None) -> None:
-    """Run `nw_batch` (parallel) or its serial twin on ``args``.
+    """Run `nw_batch` (parallel) or its serial twin on `args`.
 
-    ``parallel=None`` picks the parallel kernel when there are several items and numba
+    `parallel=None` picks the parallel kernel when there are several items and numba
     has more than one thread.
     """
     if parallel is None:
@@ -49,7 +49,7 @@ _COL_GAP = 2
 def _nw_item(
     b, sub_costs, row_gap, col_gap, n, m, values, match, n_row_gaps, n_col_gaps, moves, bad
 ):  # pragma: no cover - compiled; covered through the public functions
-    """DP and traceback of item ``b`` (a separate serial function: numba's parfor pass
+    """DP and traceback of item `b` (a separate serial function: numba's parfor pass
     slows this loop nest down ~20x when it is inlined into the prange body)."""
     # Back-pointers for the traceback; the DP values only need two rolling rows.
     ptr = np.empty((n + 1, m + 1), dtype=np.uint8)

@@ -4,10 +4,10 @@ Aligning a length-n sequence (rows) with a length-m sequence (columns) is a shor
 path on the $(n+1) \times (m+1)$ lattice of nodes $(i, j)$ from
 $(0, 0)$ to $(n, m)$ with three kinds of edges:
 
-* **match** $(i, j) \to (i+1, j+1)$, cost ``sub_cost[i, j]`` (row i aligned
+* **match** $(i, j) \to (i+1, j+1)$, cost `sub_cost[i, j]` (row i aligned
   with column j);
-* **row gap** $(i, j) \to (i+1, j)$, cost ``row_gap[i]`` (row i left unmatched);
-* **column gap** $(i, j) \to (i, j+1)$, cost ``col_gap[j]`` (column j left
+* **row gap** $(i, j) \to (i+1, j)$, cost `row_gap[i]` (row i left unmatched);
+* **column gap** $(i, j) \to (i, j+1)$, cost `col_gap[j]` (column j left
   unmatched).
 
 The dynamic programme
@@ -50,7 +50,7 @@ _MATCH, _ROW_GAP, _COL_GAP = 0, 1, 2
 
 # --------------------------------------------------------------------------- validation
 def _single_gaps(gap_cost: Any, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Expand ``gap_cost`` (scalar or (row_gap, col_gap) pair) to arrays of shape (n,), (m,)."""
+    """Expand `gap_cost` (scalar or (row_gap, col_gap) pair) to arrays of shape (n,), (m,)."""
     if isinstance(gap_cost, tuple | list) and len(gap_cost) == 2:
         row, col = gap_cost
         names = ("gap_cost[0] (row_gap)", "gap_cost[1] (col_gap)")
@@ -253,36 +253,39 @@ def alignment(sub_cost: Any, gap_cost: Any = 1.0, *, engine: str | None = None) 
     (shortest path on the DP lattice; see the module docstring for the tie-breaking
     rule, which makes the answer deterministic).
 
-    The returned `Solution` has ``backend="alignment"``, status `Status.OPTIMAL`, and
+    The returned `Solution` has `backend="alignment"`, status `Status.OPTIMAL`, and
 
-    * ``x``: shape (3nm + n + m,), the 0/1 use of every lattice edge in the variable
+    * `x`: shape (3nm + n + m,), the 0/1 use of every lattice edge in the variable
       order of `alignment_lp`;
-    * ``objective``: the optimal total cost $D_{n,m}$;
-    * ``info["match"]``: bool (n, m), True where row i is aligned with column j;
-    * ``info["path"]``: the lattice nodes ``(i, j)`` from ``(0, 0)`` to ``(n, m)``;
-    * ``info["n_row_gaps"]``, ``info["n_col_gaps"]``: gap counts; ``info["engine"]``.
+    * `objective`: the optimal total cost $D_{n,m}$;
+    * `info["match"]`: bool (n, m), True where row i is aligned with column j;
+    * `info["path"]`: the lattice nodes `(i, j)` from `(0, 0)` to `(n, m)`;
+    * `info["n_row_gaps"]`, `info["n_col_gaps"]`: gap counts; `info["engine"]`.
 
     Args:
-        sub_cost: shape (n, m), finite; ``sub_cost[i, j]`` is the cost of aligning row
-            ``i`` with column ``j``.
-        gap_cost: a scalar (every gap costs it), or a pair ``(row_gap, col_gap)`` where
-            ``row_gap`` (scalar or shape (n,)) is the cost of leaving each row
-            unmatched and ``col_gap`` (scalar or shape (m,)) each column. Finite;
+        sub_cost: shape (n, m), finite; `sub_cost[i, j]` is the cost of aligning row
+            `i` with column `j`.
+        gap_cost: a scalar (every gap costs it), or a pair `(row_gap, col_gap)` where
+            `row_gap` (scalar or shape (n,)) is the cost of leaving each row
+            unmatched and `col_gap` (scalar or shape (m,)) each column. Finite;
             negative values are allowed.
-        engine: ``"numba"``, ``"numpy"`` or ``"auto"`` (numba when installed); None
-            reads the ``SOLVERS_COMBINATORIAL_ENGINE`` environment variable.
+        engine: `"numba"`, `"numpy"` or `"auto"` (numba when installed); None
+            reads the `SOLVERS_COMBINATORIAL_ENGINE` environment variable.
 
     Returns:
         The optimal alignment as a `Solution`.
 
     Raises:
-        ValueError: naming ``sub_cost`` (not 2-D, empty, NaN/inf) or ``gap_cost``
-            (wrong shape, NaN/inf) or ``engine``.
+        ValueError: naming `sub_cost` (not 2-D, empty, NaN/inf) or `gap_cost`
+            (wrong shape, NaN/inf) or `engine`.
 
     Example:
-        >>> sol = alignment([[0.0, 5.0], [5.0, 0.0]], gap_cost=1.0)
-        >>> sol.objective, sol.info["match"].tolist()
-        (0.0, [[True, False], [False, True]])
+        ```python
+        from solvers import alignment
+
+        sol = alignment([[0.0, 5.0], [5.0, 0.0]], gap_cost=1.0)
+        print((sol.objective, sol.info["match"].tolist()))  # (0.0, [[True, False], [False, True]])
+        ```
     """
     arr = _check_sub_cost(sub_cost)
     n, m = arr.shape
@@ -331,23 +334,23 @@ def alignment(sub_cost: Any, gap_cost: Any = 1.0, *, engine: str | None = None) 
 def alignment_lp(sub_cost: Any, gap_cost: Any = 1.0) -> LinearProgram:
     """The alignment problem as a unit-flow shortest-path `LinearProgram` on the DP lattice.
 
-    Nodes: ``(i, j)`` for ``0 <= i <= n``, ``0 <= j <= m``, numbered ``i * (m + 1) + j``.
-    Variables (edges), ``3nm + n + m`` of them, ``0 <= x``, in three blocks:
+    Nodes: `(i, j)` for `0 <= i <= n`, `0 <= j <= m`, numbered `i * (m + 1) + j`.
+    Variables (edges), `3nm + n + m` of them, `0 <= x`, in three blocks:
 
-    1. match ``(i, j) -> (i+1, j+1)``, ``i < n, j < m``: index ``i * m + j``,
-       cost ``sub_cost[i, j]``;
-    2. row gap ``(i, j) -> (i+1, j)``, ``i < n, j <= m``: index
-       ``n*m + i * (m + 1) + j``, cost ``row_gap[i]``;
-    3. column gap ``(i, j) -> (i, j+1)``, ``i <= n, j < m``: index
-       ``n*m + n*(m + 1) + i * m + j``, cost ``col_gap[j]``.
+    1. match `(i, j) -> (i+1, j+1)`, `i < n, j < m`: index `i * m + j`,
+       cost `sub_cost[i, j]`;
+    2. row gap `(i, j) -> (i+1, j)`, `i < n, j <= m`: index
+       `n*m + i * (m + 1) + j`, cost `row_gap[i]`;
+    3. column gap `(i, j) -> (i, j+1)`, `i <= n, j < m`: index
+       `n*m + n*(m + 1) + i * m + j`, cost `col_gap[j]`.
 
-    Constraints: flow conservation ``A_eq @ x = b_eq`` with one row per node (``+1`` on
-    an edge's tail, ``-1`` on its head), ``b_eq = +1`` at ``(0, 0)``, ``-1`` at
-    ``(n, m)``, 0 elsewhere. One row is redundant (they sum to zero).
+    Constraints: flow conservation `A_eq @ x = b_eq` with one row per node (`+1` on
+    an edge's tail, `-1` on its head), `b_eq = +1` at `(0, 0)`, `-1` at
+    `(n, m)`, 0 elsewhere. One row is redundant (they sum to zero).
 
     Args:
         sub_cost: shape (n, m), as in `alignment`.
-        gap_cost: a scalar or a pair ``(row_gap, col_gap)``, as in `alignment`.
+        gap_cost: a scalar or a pair `(row_gap, col_gap)`, as in `alignment`.
 
     Returns:
         A continuous `LinearProgram` whose optimal value is the alignment cost.
@@ -394,8 +397,8 @@ def alignment_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Optimal global alignments of a whole (padded, ragged) batch in one call.
 
-    Item ``b`` aligns rows ``0..n_lengths[b]-1`` with columns ``0..m_lengths[b]-1``
-    using the top-left block of ``sub_costs[b]``; entries outside it are padding and
+    Item `b` aligns rows `0..n_lengths[b]-1` with columns `0..m_lengths[b]-1`
+    using the top-left block of `sub_costs[b]`; entries outside it are padding and
     are never read (they may hold anything, NaN included). A length of 0 is allowed
     (the alignment is then all gaps). The numba engine runs one compiled DP plus
     traceback per item, in parallel over the batch; the numpy engine sweeps
@@ -404,22 +407,22 @@ def alignment_batch(
 
     Args:
         sub_costs: shape (B, N, M), float64 preferred (other dtypes are converted).
-        gap_cost: a scalar, or a pair ``(row_gap, col_gap)`` where each part is a scalar
+        gap_cost: a scalar, or a pair `(row_gap, col_gap)` where each part is a scalar
             or broadcasts to (B, N) (resp. (B, M)): e.g. shape (B, N), (N,) or (B, 1).
         n_lengths: rows per item, shape (B,), integers in [0, N]; None = all N.
         m_lengths: columns per item, shape (B,), integers in [0, M]; None = all M.
-        engine: ``"numba"``, ``"numpy"`` or ``"auto"``; None reads
-            ``SOLVERS_COMBINATORIAL_ENGINE`` (default ``"auto"``).
+        engine: `"numba"`, `"numpy"` or `"auto"`; None reads
+            `SOLVERS_COMBINATORIAL_ENGINE` (default `"auto"`).
         parallel: numba engine only: True runs items on numba's thread pool
-            (``prange``), False on the calling thread; None (default) = parallel when
-            B > 1 and ``numba.get_num_threads() > 1``. Prefer False on a machine whose
+            (`prange`), False on the calling thread; None (default) = parallel when
+            B > 1 and `numba.get_num_threads() > 1`. Prefer False on a machine whose
             cores are busy with other work (see the docs' timings). Results are
             identical either way.
 
-    With a scalar gap cost ``g``, ``values`` equals
-    ``(sub_costs * match).sum((1, 2)) + g * (n_row_gaps + n_col_gaps)`` up to rounding
+    With a scalar gap cost `g`, `values` equals
+    `(sub_costs * match).sum((1, 2)) + g * (n_row_gaps + n_col_gaps)` up to rounding
     (padding excluded); with per-position gaps, row i of item b is a gap exactly when
-    ``i < n_lengths[b]`` and ``match[b, i].any()`` is False (columns likewise).
+    `i < n_lengths[b]` and `match[b, i].any()` is False (columns likewise).
 
     Returns:
         values: float64 (B,), the optimal alignment costs.
@@ -429,9 +432,9 @@ def alignment_batch(
         n_col_gaps: int64 (B,), number of unmatched columns.
 
     Raises:
-        ValueError: naming ``sub_costs`` (not 3-D, or NaN/inf inside an item),
-            ``gap_cost`` (shape, NaN/inf inside an item), ``n_lengths``/``m_lengths``
-            (shape, not integers, out of range) or ``engine``.
+        ValueError: naming `sub_costs` (not 3-D, or NaN/inf inside an item),
+            `gap_cost` (shape, NaN/inf inside an item), `n_lengths`/`m_lengths`
+            (shape, not integers, out of range) or `engine`.
     """
     arr = np.ascontiguousarray(as_float_array(sub_costs, "sub_costs", 3))
     batch, n_max, m_max = arr.shape

@@ -12,7 +12,7 @@ when $n \le m$ (every row is matched; rows and columns swap roles when
 $n > m$, and both families are equalities when $n = m$). The constraint
 matrix is a bipartite incidence matrix, hence totally unimodular, so the LP optimum is
 a 0/1 matching and equals the Hungarian-algorithm optimum
-(``scipy.optimize.linear_sum_assignment``).
+(`scipy.optimize.linear_sum_assignment`).
 """
 
 from __future__ import annotations
@@ -118,33 +118,36 @@ def _is_infeasible(cost: np.ndarray, maximize: bool) -> bool:
 def assignment(cost: Any, *, maximize: bool = False) -> Solution:
     """Solve one linear assignment problem exactly (Hungarian / shortest augmenting path).
 
-    The returned `Solution` has ``backend="assignment"`` and
+    The returned `Solution` has `backend="assignment"` and
 
-    * ``x``: shape (n * m,), the 0/1 indicator of the matched pairs in row-major
-      order (``x[i * m + j]``), the variable order of `assignment_lp`;
-    * ``objective``: total cost (or value, when ``maximize``) of the matching;
-    * ``info["rows"]``, ``info["cols"]``: matched index pairs, int64, sorted by row;
-    * ``status``: `Status.OPTIMAL`, or `Status.INFEASIBLE` (``x=None``, objective
-      ``+inf``, or ``-inf`` when maximising) when the forbidden pairs leave no
+    * `x`: shape (n * m,), the 0/1 indicator of the matched pairs in row-major
+      order (`x[i * m + j]`), the variable order of `assignment_lp`;
+    * `objective`: total cost (or value, when `maximize`) of the matching;
+    * `info["rows"]`, `info["cols"]`: matched index pairs, int64, sorted by row;
+    * `status`: `Status.OPTIMAL`, or `Status.INFEASIBLE` (`x=None`, objective
+      `+inf`, or `-inf` when maximising) when the forbidden pairs leave no
       full matching;
-    * ``duals_ub``, ``duals_eq``: None.
+    * `duals_ub`, `duals_eq`: None.
 
     Args:
         cost: cost matrix, shape (n, m), rectangular allowed; every row of the smaller
-            side is matched. Forbidden pairs are ``+inf`` (``-inf`` when ``maximize``).
+            side is matched. Forbidden pairs are `+inf` (`-inf` when `maximize`).
         maximize: maximise the total instead of minimising it.
 
     Returns:
         The optimal matching (or the infeasibility status) as a `Solution`.
 
     Raises:
-        ValueError: naming ``cost`` when it is not 2-D, is empty, holds NaN, or holds
-            the wrong infinity (``-inf`` when minimising, ``+inf`` when maximising).
+        ValueError: naming `cost` when it is not 2-D, is empty, holds NaN, or holds
+            the wrong infinity (`-inf` when minimising, `+inf` when maximising).
 
     Example:
-        >>> sol = assignment([[4.0, 1.0], [2.0, 3.0]])
-        >>> sol.objective, sol.info["cols"].tolist()
-        (3.0, [1, 0])
+        ```python
+        from solvers import assignment
+
+        sol = assignment([[4.0, 1.0], [2.0, 3.0]])
+        print((sol.objective, sol.info["cols"].tolist()))  # (3.0, [1, 0])
+        ```
     """
     arr = _check_cost(cost, maximize)
     start = time.perf_counter()
@@ -179,21 +182,21 @@ def assignment(cost: Any, *, maximize: bool = False) -> Solution:
 def assignment_lp(cost: Any, *, maximize: bool = False) -> LinearProgram:
     """The assignment problem as a `LinearProgram`, with the variable order of `assignment`.
 
-    Variables are ``x[i * m + j]`` (row-major), ``0 <= x``. The smaller side's
-    coverage constraints are equalities (``A_eq``, ``b_eq = 1``) and the larger side's
-    are ``<= 1`` (``A_ub``); a square matrix has all ``2n`` rows as equalities (one of
+    Variables are `x[i * m + j]` (row-major), `0 <= x`. The smaller side's
+    coverage constraints are equalities (`A_eq`, `b_eq = 1`) and the larger side's
+    are `<= 1` (`A_ub`); a square matrix has all `2n` rows as equalities (one of
     them is redundant). Rows come first, then columns.
 
-    Forbidden pairs (``+inf``, or ``-inf`` when ``maximize``) get ``c = 0`` and the
-    bounds ``0 <= x <= 0``. The LP is always a minimisation: when ``maximize`` is set
-    its ``c`` is ``-cost``, so the LP optimum is the *negated* assignment value.
+    Forbidden pairs (`+inf`, or `-inf` when `maximize`) get `c = 0` and the
+    bounds `0 <= x <= 0`. The LP is always a minimisation: when `maximize` is set
+    its `c` is `-cost`, so the LP optimum is the *negated* assignment value.
 
     Args:
         cost: cost matrix, shape (n, m).
-        maximize: build the LP of the maximisation problem (``c = -cost``).
+        maximize: build the LP of the maximisation problem (`c = -cost`).
 
     Returns:
-        A continuous `LinearProgram` with ``n * m`` variables.
+        A continuous `LinearProgram` with `n * m` variables.
 
     Raises:
         ValueError: as `assignment`.
@@ -232,9 +235,9 @@ def assignment_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Solve a batch of (possibly ragged) assignment problems.
 
-    Item ``b`` is the top-left block ``costs[b, :row_counts[b], :col_counts[b]]``;
+    Item `b` is the top-left block `costs[b, :row_counts[b], :col_counts[b]]`;
     entries outside it are padding and are never read (they may hold anything,
-    NaN included). The per-item work is exactly one ``linear_sum_assignment`` call;
+    NaN included). The per-item work is exactly one `linear_sum_assignment` call;
     everything else is vectorised over the batch.
 
     Args:
@@ -245,22 +248,22 @@ def assignment_batch(
         return_indices: return each row's matched column instead of the dense indicator
             (cheaper when the caller only gathers the matched entries).
         threads: solve slices of the batch in this many threads (the Hungarian solver
-            releases the GIL). None picks up to ``os.cpu_count()`` (at most 8) for batches
+            releases the GIL). None picks up to `os.cpu_count()` (at most 8) for batches
             large enough to pay for it; 1 solves serially. Results do not depend on it.
 
     Returns:
         values: float64, shape (B,), each item's optimal total (0 for an item with no
-            rows or no columns; ``+inf``, or ``-inf`` when maximising, for an
+            rows or no columns; `+inf`, or `-inf` when maximising, for an
             infeasible item).
         indicator: bool, shape (B, N, M), True on the matched pairs (all False on
-            padding and for infeasible items). ``indicator[b].reshape(-1)`` of an
-            unpadded item equals ``assignment(costs[b]).x``.
-            With ``return_indices=True``, instead ``matched``: int64, shape (B, N), the
+            padding and for infeasible items). `indicator[b].reshape(-1)` of an
+            unpadded item equals `assignment(costs[b]).x`.
+            With `return_indices=True`, instead `matched`: int64, shape (B, N), the
             column matched to each row, or -1 (unmatched row, padding, infeasible item).
 
     Raises:
-        ValueError: naming ``costs`` (wrong ndim, NaN or the wrong infinity inside an
-            item), ``row_counts`` or ``col_counts`` (wrong shape, not integers, out of
+        ValueError: naming `costs` (wrong ndim, NaN or the wrong infinity inside an
+            item), `row_counts` or `col_counts` (wrong shape, not integers, out of
             range).
     """
     arr = as_float_array(costs, "costs", 3)

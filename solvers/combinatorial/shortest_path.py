@@ -1,14 +1,14 @@
-"""Single-pair shortest path on a weighted ``networkx.DiGraph``: exact solver and its LP.
+"""Single-pair shortest path on a weighted `networkx.DiGraph`: exact solver and its LP.
 
 Two exact algorithms, chosen from the weights:
 
-* all weights ``>= 0``: Dijkstra's algorithm (``networkx.single_source_dijkstra``);
-* some weight ``< 0``: the graph must be acyclic, and the DAG dynamic programme over a
+* all weights `>= 0`: Dijkstra's algorithm (`networkx.single_source_dijkstra`);
+* some weight `< 0`: the graph must be acyclic, and the DAG dynamic programme over a
   topological order is used; a negative weight on a graph with a cycle raises
   ValueError (negative cycles would make the problem unbounded, and this module does
   not run Bellman-Ford).
 
-The unit-flow LP (`shortest_path_lp`) has the node-edge incidence matrix as ``A_eq``,
+The unit-flow LP (`shortest_path_lp`) has the node-edge incidence matrix as `A_eq`,
 which is totally unimodular, so its optimum is the shortest-path length and a
 shortest path is an optimal vertex.
 
@@ -16,7 +16,7 @@ shortest path is an optimal vertex.
 same order): a node's predecessor is replaced only by a strictly shorter label, so
 among equally short paths the one found first in the exploration order is kept
 (Dijkstra: settle order, with networkx's insertion-order counter breaking distance
-ties; DAG: ``networkx.topological_sort`` order, then each node's successor order).
+ties; DAG: `networkx.topological_sort` order, then each node's successor order).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _BACKEND = "shortest_path"
 
 
 def _check_graph(graph: Any, source: Hashable, target: Hashable, weight: str) -> list[tuple]:
-    """Validate the inputs; return ``list(graph.edges)``."""
+    """Validate the inputs; return `list(graph.edges)`."""
     import networkx as nx
 
     if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
@@ -107,31 +107,31 @@ def _dag_shortest_path(
 def shortest_path(
     graph: Any, source: Hashable, target: Hashable, weight: str = "weight"
 ) -> Solution:
-    """Shortest ``source -> target`` path in a weighted directed graph.
+    """Shortest `source -> target` path in a weighted directed graph.
 
-    The returned `Solution` has ``backend="shortest_path"`` and
+    The returned `Solution` has `backend="shortest_path"` and
 
-    * ``x``: shape (E,), 0/1 use of each edge in ``list(graph.edges)`` order (the
+    * `x`: shape (E,), 0/1 use of each edge in `list(graph.edges)` order (the
       variable order of `shortest_path_lp`);
-    * ``objective``: the path length;
-    * ``info["path"]``: the node list from ``source`` to ``target``;
-      ``info["method"]``: ``"dijkstra"`` or ``"dag"``;
-    * ``status``: `Status.OPTIMAL`, or `Status.INFEASIBLE` (``x=None``, objective
-      ``+inf``) when ``target`` is unreachable.
+    * `objective`: the path length;
+    * `info["path"]`: the node list from `source` to `target`;
+      `info["method"]`: `"dijkstra"` or `"dag"`;
+    * `status`: `Status.OPTIMAL`, or `Status.INFEASIBLE` (`x=None`, objective
+      `+inf`) when `target` is unreachable.
 
     Args:
-        graph: a ``networkx.DiGraph`` with a finite numeric attribute ``weight`` on
+        graph: a `networkx.DiGraph` with a finite numeric attribute `weight` on
             every edge. Negative weights are allowed only on an acyclic graph.
         source: start node.
-        target: end node (``source == target`` gives the empty path, cost 0).
+        target: end node (`source == target` gives the empty path, cost 0).
         weight: name of the edge attribute holding the cost.
 
     Returns:
         The shortest path as a `Solution` (or the infeasibility status).
 
     Raises:
-        ValueError: naming ``graph`` (not a DiGraph, no edges, negative weight on a
-            cyclic graph), ``source``/``target`` (not in the graph) or ``weight``
+        ValueError: naming `graph` (not a DiGraph, no edges, negative weight on a
+            cyclic graph), `source`/`target` (not in the graph) or `weight`
             (missing, non-numeric, NaN or infinite on some edge).
     """
     import networkx as nx
@@ -185,17 +185,17 @@ def shortest_path_lp(
 ) -> LinearProgram:
     """The shortest-path problem as a unit-flow `LinearProgram`.
 
-    Variables: one per edge, in ``list(graph.edges)`` order, ``0 <= x``, cost = the
-    edge's ``weight``. Constraints: ``A_eq @ x = b_eq`` with one row per node in
-    ``list(graph.nodes)`` order (``+1`` on an edge's tail, ``-1`` on its head; a
-    self-loop gives an empty column), ``b_eq = +1`` at ``source``, ``-1`` at ``target``
+    Variables: one per edge, in `list(graph.edges)` order, `0 <= x`, cost = the
+    edge's `weight`. Constraints: `A_eq @ x = b_eq` with one row per node in
+    `list(graph.nodes)` order (`+1` on an edge's tail, `-1` on its head; a
+    self-loop gives an empty column), `b_eq = +1` at `source`, `-1` at `target`
     (all zero when they coincide).
 
     Note that the LP is unbounded when the graph has a negative cycle reachable from
-    ``source``, and that with zero-weight cycles an LP optimum may add a cycle to a path.
+    `source`, and that with zero-weight cycles an LP optimum may add a cycle to a path.
 
     Args:
-        graph: a ``networkx.DiGraph``, as in `shortest_path`.
+        graph: a `networkx.DiGraph`, as in `shortest_path`.
         source: start node.
         target: end node.
         weight: name of the edge attribute holding the cost.
