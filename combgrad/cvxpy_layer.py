@@ -9,15 +9,15 @@ only evaluates those maps and solves through `solvers`.
 
 Two outputs:
 
-* ``output="value"``: cvxpy's optimal value $V(\theta)$ (``problem.value``) with its exact
+* `output="value"`: cvxpy's optimal value $V(\theta)$ (`problem.value`) with its exact
   generalized gradient, by the chain rule through the parameter map from
   $\partial z/\partial c = x^\star$, $\partial z/\partial b = y^\star$,
   $\partial z/\partial A = -y^\star x^{\star\top}$. For integer programs the gradient
   with respect to parameters in the objective is exact; parameters in the constraints
-  need ``integer_duals="fixed"`` (as for [`lp_value`][combgrad.functional.lp.lp_value]).
-* ``output="solution"``: the optimal values of the requested variables, differentiated
-  by a method from `combgrad.argmin` (``"perturbed"``, ``"blackbox"``,
-  ``"imle"``, ``"nid"``), chosen by the caller. Those methods differentiate a solution
+  need `integer_duals="fixed"` (as for [`lp_value`][combgrad.functional.lp.lp_value]).
+* `output="solution"`: the optimal values of the requested variables, differentiated
+  by a method from `combgrad.argmin` (`"perturbed"`, `"blackbox"`,
+  `"imle"`, `"nid"`), chosen by the caller. Those methods differentiate a solution
   map through its *costs*, so only parameters of the objective receive gradients.
 """
 
@@ -270,17 +270,17 @@ class CvxpyLayer(nn.Module):
     per cost vector.
 
     Args:
-        problem: a DPP ``cvxpy.Problem`` whose objective and constraints are linear
+        problem: a DPP `cvxpy.Problem` whose objective and constraints are linear
             after cvxpy's reductions (integer and boolean variables allowed).
         parameters: all of the problem's parameters, in the order of the tensors
             given to `forward`.
         variables: the variables whose optimal values `forward` returns with
-            ``output="solution"`` (and with ``return_variables=True`` in value mode).
+            `output="solution"` (and with `return_variables=True` in value mode).
             Default: all of the problem's variables.
-        output: ``"value"`` (cvxpy's optimal value, exact gradient) or
-            ``"solution"`` (the variables, differentiated by ``method``).
-        method: with ``output="solution"``, one of ``"perturbed"``, ``"blackbox"``
-            (DBB), ``"imle"``, ``"nid"``: the function of that name in
+        output: `"value"` (cvxpy's optimal value, exact gradient) or
+            `"solution"` (the variables, differentiated by `method`).
+        method: with `output="solution"`, one of `"perturbed"`, `"blackbox"`
+            (DBB), `"imle"`, `"nid"`: the function of that name in
             `combgrad.argmin`, called on the costs of the compiled
             minimisation.
         method_options: keyword arguments for that function (noise scale,
@@ -291,13 +291,13 @@ class CvxpyLayer(nn.Module):
         stack: for LPs whose constraints vary across the batch, solve up to this many
             items as one block-diagonal LP (the blocks are independent, so each block's
             part of the solution and duals is optimal for its item); this amortizes the
-            per-solve overhead that dominates on small LPs. ``1`` solves item by item.
+            per-solve overhead that dominates on small LPs. `1` solves item by item.
             At a tied optimum the vertex chosen may differ from a single-item solve.
             Stacked LPs are also used, with the model kept across calls, when only
             objective parameters are batched. With HiGHS, stacked solves skip presolve
-            unless ``options`` sets ``presolve`` (twice as fast on the benchmark LPs).
+            unless `options` sets `presolve` (twice as fast on the benchmark LPs).
         integer_duals: for integer programs in value mode, gradients with respect to
-            parameters in the constraints raise unless this is ``"fixed"``: the duals
+            parameters in the constraints raise unless this is `"fixed"`: the duals
             of the LP with the integer variables fixed at their optimum are then used
             (an approximation; objective parameters stay exact).
 
@@ -476,16 +476,16 @@ class CvxpyLayer(nn.Module):
 
         Args:
             *params: one tensor per parameter, in the constructor's order, each shaped
-                like the parameter or with a leading batch dimension ``B`` (unbatched
+                like the parameter or with a leading batch dimension `B` (unbatched
                 ones are shared by the batch).
-            return_variables: with ``output="value"``, also return the requested
+            return_variables: with `output="value"`, also return the requested
                 variables' optimal values (not differentiable).
 
         Returns:
-            ``output="value"``: the optimal value, shape `()` or `(B,)` (with
-            ``return_variables``, the pair ``(value, variables)``).
-            ``output="solution"``: a tuple with one tensor per requested variable,
-            shaped `variable.shape` or `(B, *variable.shape)`.
+            `output="value"`: the optimal value, shape `()` or `(B,)` (with
+                `return_variables`, the pair `(value, variables)`).
+                `output="solution"`: a tuple with one tensor per requested variable,
+                shaped `variable.shape` or `(B, *variable.shape)`.
 
         Raises:
             ValueError: wrong number, shape or batch size of the parameters, NaN/inf,

@@ -36,7 +36,7 @@ class NumericLimits:
         max_coefficient: matrix entries at or above this magnitude are refused or
             read as infinite.
         solver: the name used in messages ("HiGHS", "SCIP").
-        infinity_text: what the solver does at ``infinity``, for messages.
+        infinity_text: what the solver does at `infinity`, for messages.
     """
 
     infinity: float | None = None
@@ -65,7 +65,7 @@ def check_costs(c: np.ndarray, limits: NumericLimits | None, backend: str) -> No
 
 
 def check_numeric_range(problem: LinearProgram, limits: NumericLimits | None, backend: str) -> None:
-    """Raise `CapabilityError` naming the argument and the limit when ``problem`` is out of range.
+    """Raise `CapabilityError` naming the argument and the limit when `problem` is out of range.
 
     Args:
         problem: the problem to be solved.
@@ -155,20 +155,20 @@ def _structure(problem: LinearProgram) -> dict:
 def primal_residuals(
     problem: LinearProgram, x: np.ndarray, per_row: bool, activity: np.ndarray | None = None
 ) -> tuple[float, float]:
-    """The largest violation at ``x``: absolute, and relative to what a backend guarantees.
+    """The largest violation at `x`: absolute, and relative to what a backend guarantees.
 
     Args:
         problem: the problem.
         x: a point, shape (n,).
-        per_row: True to scale each row's (and bound's) violation by ``1 + |b_i|``
+        per_row: True to scale each row's (and bound's) violation by `1 + |b_i|`
             (simplex and branch-and-cut solvers guarantee feasibility row by row);
-            False to scale every violation by ``1 + max |b|`` (first-order methods
+            False to scale every violation by `1 + max |b|` (first-order methods
             such as PDLP bound a norm of the whole residual).
 
     Returns:
-        ``(absolute, relative)``: the worst violation of any row or bound, and the
-        worst violation divided by its scale.
-        activity: ``[A_ub; A_eq] @ x`` when already computed.
+        `(absolute, relative)`: the worst violation of any row or bound, and the
+            worst violation divided by its scale.
+        activity: `[A_ub; A_eq] @ x` when already computed.
     """
     s = _structure(problem)
     viol_lb = np.maximum(problem.lb - x, 0.0)  # 0 where lb = -inf
@@ -200,7 +200,7 @@ def dual_residual(
     tol: float,
     activity: np.ndarray | None = None,
 ) -> float:
-    """How far ``(x, duals)`` is from an LP optimality certificate (0 for an exact one).
+    """How far `(x, duals)` is from an LP optimality certificate (0 for an exact one).
 
     With the package's sign convention (duals are $\\partial z/\\partial b$), the reduced
     costs are $d = c - A^\\top y$. A certificate needs $y_{ub} \\le 0$, zero duals on
@@ -215,7 +215,7 @@ def dual_residual(
         duals_ub: shape (m_ub,).
         duals_eq: shape (m_eq,).
         tol: relative distance within which a variable or row counts as at its bound.
-        activity: ``[A_ub; A_eq] @ x`` when already computed.
+        activity: `[A_ub; A_eq] @ x` when already computed.
 
     Returns:
         The largest relative violation.

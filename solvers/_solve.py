@@ -76,12 +76,12 @@ def _verify(
     and (for an LP with duals) an optimality certificate.
 
     Violations are measured as the backend guarantees them (per row relative to
-    ``1 + |b_i|``, or relative to ``1 + max |b|`` when ``per_row`` is False) and must
-    stay within ten times ``feasibility_tol``. With ``check_duals`` (backends whose
+    `1 + |b_i|`, or relative to `1 + max |b|` when `per_row` is False) and must
+    stay within ten times `feasibility_tol`. With `check_duals` (backends whose
     duals are not exact vertex duals: PDLP, cvxpy's solvers), an LP's duals must
-    certify optimality too. The residuals are reported in ``sol.info``
-    (``primal_residual``, ``relative_primal_residual`` and, when checked,
-    ``dual_residual``). ``sol`` is fresh from the backend, so it is
+    certify optimality too. The residuals are reported in `sol.info`
+    (`primal_residual`, `relative_primal_residual` and, when checked,
+    `dual_residual`). `sol` is fresh from the backend, so it is
     amended in place.
     """
     tol = 10 * feasibility_tol
@@ -181,11 +181,11 @@ def solve(
         problem: the problem, minimised.
         backend: a name from [`solvers.available_backends`][solvers.available_backends].
         time_limit: seconds; on expiry the status is `Status.TIME_LIMIT` (with the best
-            incumbent in ``x`` for a MILP, if any and feasible). Other solver limits
+            incumbent in `x` for a MILP, if any and feasible). Other solver limits
             (iterations, nodes) give `Status.TIME_LIMIT` too, with the limit named in
-            ``message``.
-        options: backend options (HiGHS option names for "highs"; ``{"parameters": text}``
-            for OR-Tools; ``{"solver": name, ...}`` for "cvxpy").
+            `message`.
+        options: backend options (HiGHS option names for "highs"; `{"parameters": text}`
+            for OR-Tools; `{"solver": name, ...}` for "cvxpy").
 
     Returns:
         A `Solution`. Infeasible, unbounded and failed solves are statuses, not
@@ -194,12 +194,12 @@ def solve(
             `duals_ub = dz/db_ub <= 0`; they are None for integer programs.
 
     Raises:
-        TypeError: ``problem`` is not a `LinearProgram`.
-        BackendUnavailableError: unknown or uninstalled ``backend``.
+        TypeError: `problem` is not a `LinearProgram`.
+        BackendUnavailableError: unknown or uninstalled `backend`.
         CapabilityError: the backend cannot solve this kind of problem, or the
             problem holds numbers the backend would silently change (HiGHS and SCIP
             read $|v| \\ge 10^{20}$ as infinite and drop $|a_{ij}| < 10^{-9}$).
-        ValueError: bad ``time_limit`` or ``options`` (naming the argument).
+        ValueError: bad `time_limit` or `options` (naming the argument).
     """
     return Solver(problem, backend, time_limit=time_limit, options=options).solve()
 

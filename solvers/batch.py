@@ -66,7 +66,7 @@ _UNGUARDED_SCRIPT = (
 
 
 def _main_is_a_script() -> bool:
-    """Whether ``__main__`` is a file that spawned workers re-run (a script or ``-m``, no REPL)."""
+    """Whether `__main__` is a file that spawned workers re-run (a script or `-m`, no REPL)."""
     return getattr(sys.modules.get("__main__"), "__file__", None) is not None
 
 
@@ -96,12 +96,12 @@ def solve_batch(
             the backend: about 1-2 s per worker (3.6 s for 2 workers and 8 s for 4
             on a busy 2-core machine, against 0.02 s for the whole 8-item batch in
             the calling process), so it pays off only for batches that take much
-            longer. Pass ``executor=`` to reuse one pool across calls. The workers
+            longer. Pass `executor=` to reuse one pool across calls. The workers
             re-import the calling script: from a script, call `solve_batch` under
-            ``if __name__ == "__main__":`` (otherwise a one-line `RuntimeError`
+            `if __name__ == "__main__":` (otherwise a one-line `RuntimeError`
             says so).
-        executor: any ``concurrent.futures.Executor`` (e.g. a dask.distributed
-            client's executor) to run the chunks on; overrides ``workers``.
+        executor: any `concurrent.futures.Executor` (e.g. a dask.distributed
+            client's executor) to run the chunks on; overrides `workers`.
 
     Returns:
         One `Solution` per item, in input order. Items that raise (bad costs, a

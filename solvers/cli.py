@@ -120,7 +120,7 @@ def _error(message: str) -> None:
 
 
 def _fail(args: argparse.Namespace, out: TextIO, message: str, code: int) -> int:
-    """Report an error: one line on stderr, and with ``--json`` also a JSON object on stdout."""
+    """Report an error: one line on stderr, and with `--json` also a JSON object on stdout."""
     _error(message)
     if getattr(args, "json", False):
         record = {

@@ -35,9 +35,9 @@ Sign conventions:
 * Parameters are read once, when `from_cvxpy` is called: after changing a
   parameter's value, call `from_cvxpy` again.
 * Infeasibility certificates: when the `Solution` of an infeasible LP carries
-  one (``info["farkas_ub"]``/``info["farkas_eq"]``, from the "highs" backend or
+  one (`info["farkas_ub"]`/`info["farkas_eq"]`, from the "highs" backend or
   "cvxpy" with HiGHS), `CvxpyMapping.load` stores it as each constraint's
-  ``dual_value``, as cvxpy's own HiGHS interface does (a Farkas ray). Other
+  `dual_value`, as cvxpy's own HiGHS interface does (a Farkas ray). Other
   backends give none: the duals of an infeasible problem are then None.
 """
 

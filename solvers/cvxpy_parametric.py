@@ -18,7 +18,7 @@ the gradient of cvxpy's optimal value $V$ is
 $$\frac{\partial V}{\partial \theta} = s\Big(J_c^\top x^\star + \nabla_\theta d
 + J_b^\top y^\star - J_A^\top \operatorname{vec}(y^\star x^{\star\top})\Big),$$
 
-where $s = 1$ for ``cvxpy.Minimize`` and $s = -1$ for ``cvxpy.Maximize`` (cvxpy
+where $s = 1$ for `cvxpy.Minimize` and $s = -1$ for `cvxpy.Maximize` (cvxpy
 compiles a maximisation into the minimisation of the negated objective).
 
 Example:
@@ -72,8 +72,8 @@ class ParametricLP:
     r"""A cvxpy LP/MILP canonicalized once, as affine maps from parameters to LP data.
 
     Args:
-        problem: a DPP ``cvxpy.Problem`` with a linear objective and linear
-            constraints after cvxpy's reductions (``abs``, ``max``, ``norm1``
+        problem: a DPP `cvxpy.Problem` with a linear objective and linear
+            constraints after cvxpy's reductions (`abs`, `max`, `norm1`
             and the like are fine), integer or boolean variables allowed.
         parameters: the problem's parameters, all of them, in the order in
             which their values will be given (as in cvxpylayers).
@@ -85,18 +85,18 @@ class ParametricLP:
         n_eq: number of equality rows of the compiled problem.
         n_ub: number of inequality rows of the compiled problem.
         n_theta: length of the stacked parameter vector $\theta$.
-        sense: $1$ for ``Minimize``, $-1$ for ``Maximize``.
+        sense: $1$ for `Minimize`, $-1$ for `Maximize`.
         bounds: `(n_vars, 2)` variable bounds of the compiled problem.
         integrality: `(n_vars,)` 0/1 integer markers, or None for an LP.
         cost_params: per parameter, whether it enters the objective.
         constraint_params: per parameter, whether it enters the constraints.
 
     Raises:
-        TypeError: ``problem`` is not a ``cvxpy.Problem`` or ``parameters`` is not a list.
+        TypeError: `problem` is not a `cvxpy.Problem` or `parameters` is not a list.
         ValueError: the problem is not DCP or not DPP, is not an LP/MILP (quadratic
             objective, second-order, exponential, power or semidefinite cones: the
             message points to cvxpylayers), the parameters do not match
-            ``problem.parameters()``, or variable bounds depend on parameters.
+            `problem.parameters()`, or variable bounds depend on parameters.
     """
 
     def __init__(self, problem: Any, parameters: Sequence[Any]) -> None:
@@ -331,7 +331,7 @@ class ParametricLP:
 
         Args:
             values: one array per parameter, shaped like the parameter, or all
-                with the same leading batch dimension ``B``.
+                with the same leading batch dimension `B`.
 
         Returns:
             `(n_theta,)`, or `(B, n_theta)` when the values are batched.
@@ -359,12 +359,12 @@ class ParametricLP:
         return (self._c_jac @ flat.T).T.reshape(*t.shape[:-1], self.n_vars) + self._c_const
 
     def offset(self, theta: np.ndarray) -> np.ndarray | float:
-        r"""The constant $d(\theta)$ of the compiled objective, shape of ``theta[..., 0]``."""
+        r"""The constant $d(\theta)$ of the compiled objective, shape of `theta[..., 0]`."""
         t = np.asarray(theta, dtype=np.float64)
         return t @ self._d_jac + self._d_const
 
     def constraint_data(self, theta: np.ndarray) -> dict[str, Any]:
-        r"""``A_ub``, ``b_ub``, ``A_eq``, ``b_eq`` (sparse matrices; None when empty) at one $\theta$."""
+        r"""`A_ub`, `b_ub`, `A_eq`, `b_eq` (sparse matrices; None when empty) at one $\theta$."""
         t = np.asarray(theta, dtype=np.float64)
         if t.shape != (self.n_theta,):
             raise ValueError(f"`theta` must have shape ({self.n_theta},); got {t.shape}.")
@@ -394,10 +394,10 @@ class ParametricLP:
     def stacked_linear_program(
         self, theta: np.ndarray, costs: np.ndarray | None = None
     ) -> LinearProgram:
-        r"""One block-diagonal LP whose $K$ blocks are the compiled LPs at ``theta[k]``.
+        r"""One block-diagonal LP whose $K$ blocks are the compiled LPs at `theta[k]`.
 
         The blocks share no variable or row, so an optimal solution of the stacked LP,
-        cut into $K$ consecutive parts (``x.reshape(K, n_vars)``, and likewise the duals),
+        cut into $K$ consecutive parts (`x.reshape(K, n_vars)`, and likewise the duals),
         is optimal for every block; solving once amortizes the per-solve overhead on
         small LPs. Built with vectorized sparse operations (no per-item `LinearProgram`).
 
@@ -434,7 +434,7 @@ class ParametricLP:
         return LinearProgram(c.ravel(), **out, bounds=np.tile(self.bounds, (K, 1)))
 
     def value(self, objective: Any, theta: np.ndarray) -> Any:
-        r"""cvxpy's optimal value $s\,(z + d(\theta))$ from the compiled optimum ``objective``."""
+        r"""cvxpy's optimal value $s\,(z + d(\theta))$ from the compiled optimum `objective`."""
         return self.sense * (np.asarray(objective, dtype=np.float64) + self.offset(theta))
 
     def value_gradient(
@@ -452,8 +452,8 @@ class ParametricLP:
             theta: `(n_theta,)` or `(B, n_theta)`; unused except for its batch shape
                 (the map is affine).
             x: `(n_vars,)` or `(B, n_vars)` optimal solution of the compiled problem.
-            duals_eq: `(n_eq,)` or `(B, n_eq)` duals ``dz/db_eq`` (package convention).
-            duals_ub: `(n_ub,)` or `(B, n_ub)` duals ``dz/db_ub`` (``<= 0``).
+            duals_eq: `(n_eq,)` or `(B, n_eq)` duals `dz/db_eq` (package convention).
+            duals_ub: `(n_ub,)` or `(B, n_ub)` duals `dz/db_ub` (`<= 0`).
             costs_only: skip the constraint terms (then the entries of parameters
                 that enter the constraints are incomplete; for integer programs,
                 whose duals are not defined).
@@ -495,13 +495,13 @@ class ParametricLP:
         return np.concatenate([self._a_jac @ t, self._b_jac @ t]).tobytes()
 
     def variable_slice(self, variable: Any) -> slice:
-        """Where a cvxpy variable of the problem lies in the compiled ``x``.
+        """Where a cvxpy variable of the problem lies in the compiled `x`.
 
-        The values are read as ``x[slice].reshape(variable.shape, order="F")``.
+        The values are read as `x[slice].reshape(variable.shape, order="F")`.
 
         Raises:
             ValueError: the variable is not in the problem, or cvxpy changed its
-                size while compiling (e.g. ``symmetric=True``).
+                size while compiling (e.g. `symmetric=True`).
         """
         if variable.id not in {v.id for v in self.problem.variables()}:
             raise ValueError(f"variable {variable.name()!r} is not a variable of `problem`.")

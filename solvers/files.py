@@ -435,10 +435,10 @@ _NO_VALUE_BOUNDS = frozenset({b"FR", b"MI", b"PL"})
 
 
 def _comment_starts_at(section: bytes, words: list[bytes], k: int, rows: set[bytes]) -> bool:
-    """Whether ``words[k]`` (starting with '$' or '*') can only be a trailing comment.
+    """Whether `words[k]` (starting with '$' or '*') can only be a trailing comment.
 
     Only where a complete entry ends: after a ROWS name, after a (row, value) pair, after
-    a bound. A word starting with '*' is also a legal name (``*OBJ*`` in Xpress files), so
+    a bound. A word starting with '*' is also a legal name (`*OBJ*` in Xpress files), so
     where a row name may follow it is taken for a name unless it names no row.
     """
     if section == b"ROWS":
@@ -451,12 +451,12 @@ def _comment_starts_at(section: bytes, words: list[bytes], k: int, rows: set[byt
 
 
 def _strip_inline_comments(text: bytes) -> bytes | None:
-    """``text`` without trailing ``$...`` / ``*...`` comments on data lines, or None if none.
+    """`text` without trailing `$...` / `*...` comments on data lines, or None if none.
 
-    Free MPS files (HiGHS's test file ``comment.mps``, CPLEX's format) may end a data
-    line with a comment starting with ``$``; HiGHS's own files also use ``*``. A
+    Free MPS files (HiGHS's test file `comment.mps`, CPLEX's format) may end a data
+    line with a comment starting with `$`; HiGHS's own files also use `*`. A
     comment is only recognised where a complete entry ends (see `_comment_starts_at`).
-    A ``$`` anywhere else in an entry is refused: HiGHS would silently drop the rest.
+    A `$` anywhere else in an entry is refused: HiGHS would silently drop the rest.
     """
     if b"$" not in text and b"*" not in text:
         return None

@@ -6,9 +6,9 @@ $$
 x^\star(c) \in \arg\min_{x \in \mathcal{X}} c^\top x, \qquad z(c) = c^\top x^\star(c),
 $$
 
-one call for a whole batch: ``x, values = oracle.solve(costs)``. The constraints never
+one call for a whole batch: `x, values = oracle.solve(costs)`. The constraints never
 change between calls; only the costs do. Everything is a **minimization**; to maximize
-a value $v^\top x$, pass the negated values as costs (``oracle.solve(-v)``) and negate
+a value $v^\top x$, pass the negated values as costs (`oracle.solve(-v)`) and negate
 the returned values.
 
 Constructors:
@@ -92,10 +92,10 @@ class Oracle:
 
         Returns:
             `(x, values)`: float64 arrays; `x` has the shape of `costs` and
-            `values = (costs * x).sum(-1)` has shape `costs.shape[:-1]`, that is
-            `(B,)` for a batch and `()` (a 0-d array) for one `(n,)` vector.
-            Each `x[b]` is an optimal vertex of the feasible set for `costs[b]`; which
-            one, among tied optima, is deterministic (documented per structure).
+                `values = (costs * x).sum(-1)` has shape `costs.shape[:-1]`, that is
+                `(B,)` for a batch and `()` (a 0-d array) for one `(n,)` vector.
+                Each `x[b]` is an optimal vertex of the feasible set for `costs[b]`; which
+                one, among tied optima, is deterministic (documented per structure).
 
         Raises:
             ValueError: `costs` has the wrong shape (not 1-D or 2-D, last dimension not
@@ -202,8 +202,8 @@ class Oracle:
 
         Returns:
             An [`Oracle`][solvers.oracle.Oracle]. Its output is checked: a wrong shape or a
-            non-finite entry raises `SolverError` naming `fn` and the batch item. When
-            `fn` returns no values they are computed as `(costs * x).sum(-1)`.
+                non-finite entry raises `SolverError` naming `fn` and the batch item. When
+                `fn` returns no values they are computed as `(costs * x).sum(-1)`.
 
         Raises:
             TypeError: `fn` is not callable.

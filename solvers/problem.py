@@ -199,15 +199,15 @@ class LinearProgram:
     Args:
         c: objective coefficients, shape (n,), finite.
         A_ub: inequality matrix, shape (m_ub, n), dense or scipy.sparse, finite.
-            ``A_ub=[]`` with ``b_ub=[]`` means no inequalities, as in scipy.
+            `A_ub=[]` with `b_ub=[]` means no inequalities, as in scipy.
         b_ub: inequality right-hand side, shape (m_ub,) (or a column (m_ub, 1), as
             scipy accepts), finite.
         A_eq: equality matrix, shape (m_eq, n), dense or scipy.sparse, finite.
         b_eq: equality right-hand side, shape (m_eq,) or (m_eq, 1), finite.
-        bounds: as scipy: None (every ``0 <= x < inf``), one ``(lb, ub)`` pair for
+        bounds: as scipy: None (every `0 <= x < inf`), one `(lb, ub)` pair for
             all variables, a sequence of n pairs, an (n, 2) array, or a
-            ``scipy.optimize.Bounds`` (whose ``lb``/``ub`` are scalars or shape (n,)).
-            ``None`` or +-inf means no bound.
+            `scipy.optimize.Bounds` (whose `lb`/`ub` are scalars or shape (n,)).
+            `None` or +-inf means no bound.
         integrality: 0/1 per variable (1 = integer), or a scalar for all; None
             means all continuous.
 

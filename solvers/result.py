@@ -58,13 +58,13 @@ class Solution:
         backend: name of the backend that produced it.
         message: human-readable explanation, including the raw backend status.
         solve_time: wall-clock seconds spent in the backend call.
-        info: extra facts. Every backend: ``raw_status``; after an `OPTIMAL`
-            answer the re-check's residuals ``primal_residual`` (largest violation of
-            a row or bound), ``relative_primal_residual`` (the same, relative to
+        info: extra facts. Every backend: `raw_status`; after an `OPTIMAL`
+            answer the re-check's residuals `primal_residual` (largest violation of
+            a row or bound), `relative_primal_residual` (the same, relative to
             what the backend guarantees) and, for LPs from "pdlp" and "cvxpy"
-            (duals that are not exact vertex duals), ``dual_residual``.
+            (duals that are not exact vertex duals), `dual_residual`.
             For an `INFEASIBLE` LP solved by "highs" (or "cvxpy" with its HiGHS
-            solver): ``farkas_ub``, shape (m_ub,), and ``farkas_eq``, shape (m_eq,),
+            solver): `farkas_ub`, shape (m_ub,), and `farkas_eq`, shape (m_eq,),
             an infeasibility certificate in the duals' sign convention: a ray
             $y$ of the dual with $y_{ub} \le 0$ along which the dual objective
             grows ($b^\top y > 0$ and $A^\top y = 0$ when no variable is bounded).

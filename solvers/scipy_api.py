@@ -5,11 +5,11 @@ A scipy user changes one import to reach every backend::
     from solvers import linprog, milp   # instead of: from scipy.optimize import linprog, milp
     res = linprog(c, A_ub=A, b_ub=b, backend="glop")
 
-The result is a ``scipy.optimize.OptimizeResult`` with scipy's fields and status codes
+The result is a `scipy.optimize.OptimizeResult` with scipy's fields and status codes
 (0 optimal, 1 iteration or time limit, 2 infeasible, 3 unbounded, 4 numerical
 difficulties or other failure). Marginals follow scipy's convention, which is also this
-package's: ``ineqlin.marginals`` is the sensitivity of ``fun`` to ``b_ub`` (<= 0),
-``eqlin.marginals`` to ``b_eq``, ``lower``/``upper.marginals`` to the bounds.
+package's: `ineqlin.marginals` is the sensitivity of `fun` to `b_ub` (<= 0),
+`eqlin.marginals` to `b_eq`, `lower`/`upper.marginals` to the bounds.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _HIGHS_METHODS = {"highs": None, "highs-ds": "simplex", "highs-ipm": "ipm"}
 def _solver_options(
     options: Mapping[str, Any] | None, backend: str, mapping: dict[str, str]
 ) -> tuple[float | None, dict[str, Any]]:
-    """scipy's ``options`` as ``(time_limit, backend options)``; unknown ones warn, as scipy."""
+    """scipy's `options` as `(time_limit, backend options)`; unknown ones warn, as scipy."""
     if options is None:
         return None, {}
     if not isinstance(options, Mapping):
@@ -119,32 +119,32 @@ def linprog(
     *,
     backend: str = "highs",
 ) -> OptimizeResult:
-    """``scipy.optimize.linprog`` with a choice of backend.
+    """`scipy.optimize.linprog` with a choice of backend.
 
     Arguments, defaults and the result are scipy's; see its documentation. The one
-    addition is ``backend`` (any name from [available_backends][solvers.available_backends]).
+    addition is `backend` (any name from [available_backends][solvers.available_backends]).
 
     Args:
         c: objective coefficients, shape (n,).
         A_ub: shape (m_ub, n). b_ub: shape (m_ub,).
         A_eq: shape (m_eq, n). b_eq: shape (m_eq,).
-        bounds: as scipy (default ``(0, None)``).
+        bounds: as scipy (default `(0, None)`).
         method: "highs", "highs-ds" or "highs-ipm" (the latter two choose HiGHS' simplex
-            or interior point when ``backend="highs"``); the removed scipy methods raise.
+            or interior point when `backend="highs"`); the removed scipy methods raise.
         callback: not supported (scipy's HiGHS methods have none either).
-        options: scipy's: ``time_limit`` for every backend; ``presolve``, ``maxiter``
-            and HiGHS option names for "highs"; ``disp`` is ignored. Others warn.
-        x0: ignored with an ``OptimizeWarning``, as scipy's HiGHS methods do.
+        options: scipy's: `time_limit` for every backend; `presolve`, `maxiter`
+            and HiGHS option names for "highs"; `disp` is ignored. Others warn.
+        x0: ignored with an `OptimizeWarning`, as scipy's HiGHS methods do.
         integrality: 0/1 per variable (or a scalar), as scipy.
         backend: the solver.
 
     Returns:
-        ``OptimizeResult`` with ``x`` (shape (n,), or None), ``fun``, ``slack``, ``con``,
-        ``success``, ``status`` (0 optimal, 1 limit, 2 infeasible, 3 unbounded, 4 other),
-        ``message``, ``nit``, and for LPs from backends with duals ``ineqlin``,
-        ``eqlin``, ``lower`` and ``upper`` (each with ``residual`` and ``marginals``;
-        marginals are None without duals); with integer variables also
-        ``mip_node_count``, ``mip_dual_bound`` and ``mip_gap`` where known (else None).
+        `OptimizeResult` with `x` (shape (n,), or None), `fun`, `slack`, `con`,
+            `success`, `status` (0 optimal, 1 limit, 2 infeasible, 3 unbounded, 4 other),
+            `message`, `nit`, and for LPs from backends with duals `ineqlin`,
+            `eqlin`, `lower` and `upper` (each with `residual` and `marginals`;
+            marginals are None without duals); with integer variables also
+            `mip_node_count`, `mip_dual_bound` and `mip_gap` where known (else None).
 
     Raises:
         ValueError: invalid problem data or arguments (naming the argument), as scipy.
@@ -268,27 +268,27 @@ def milp(
     options: Mapping[str, Any] | None = None,
     backend: str = "highs",
 ) -> OptimizeResult:
-    """``scipy.optimize.milp`` with a choice of backend.
+    """`scipy.optimize.milp` with a choice of backend.
 
     Arguments, defaults and the result are scipy's; see its documentation. The one
-    addition is ``backend`` (an integer-capable name from
+    addition is `backend` (an integer-capable name from
     [available_backends][solvers.available_backends], or an LP backend for a problem
     without integer variables).
 
     Args:
         c: objective coefficients, shape (n,).
         integrality: 0/1 per variable (or a scalar); default all continuous.
-        bounds: ``scipy.optimize.Bounds`` or ``(lb, ub)``; default ``0 <= x < inf``.
-        constraints: a ``LinearConstraint``, a tuple ``(A, lb, ub)``, or a sequence of them.
-        options: scipy's: ``time_limit`` for every backend; ``presolve``,
-            ``node_limit``, ``mip_rel_gap`` for "highs"; ``disp`` is ignored.
+        bounds: `scipy.optimize.Bounds` or `(lb, ub)`; default `0 <= x < inf`.
+        constraints: a `LinearConstraint`, a tuple `(A, lb, ub)`, or a sequence of them.
+        options: scipy's: `time_limit` for every backend; `presolve`,
+            `node_limit`, `mip_rel_gap` for "highs"; `disp` is ignored.
         backend: the solver.
 
     Returns:
-        ``OptimizeResult`` with ``x`` (shape (n,), or None), ``fun``, ``success``,
-        ``status`` (0 optimal, 1 limit, 2 infeasible, 3 unbounded, 4 other),
-        ``message``, and ``mip_node_count``, ``mip_dual_bound``, ``mip_gap`` where the
-        backend reports them (else None). A time-limited solve keeps its incumbent.
+        `OptimizeResult` with `x` (shape (n,), or None), `fun`, `success`,
+            `status` (0 optimal, 1 limit, 2 infeasible, 3 unbounded, 4 other),
+            `message`, and `mip_node_count`, `mip_dual_bound`, `mip_gap` where the
+            backend reports them (else None). A time-limited solve keeps its incumbent.
 
     Examples:
         ```python

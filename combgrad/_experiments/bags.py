@@ -4,7 +4,7 @@ The training images are partitioned once (per seed) into bags of `k` images; a b
 labelled only with the multiset of its images' classes. A small residual CNN is trained
 with one of four losses, and evaluated by per-image test accuracy:
 
-- ``matching``: `combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
+- `matching`: `combgrad.MatchingLoss`, the exact minimum-cost bipartite matching
   of the bag's labels to its images (gradient: cross-entropy on the optimal assignment).
 - `sinkhorn`: the entropic (Sinkhorn) relaxation of the same matching. The transport
   plan `P_eps` with uniform marginals is computed by log-domain Sinkhorn iterations and
@@ -18,17 +18,17 @@ with one of four losses, and evaluated by per-image test accuracy:
 
 Extended grid (`EXTENDED_LOSSES`, not in the demo):
 
-- ``smoothed``: `combgrad.MatchingLoss` with perturbed smoothing, ``sigma`` annealed
-  from ``smooth_sigma`` to 0 (cosine) over the first ``smooth_fraction`` of the steps, then
+- `smoothed`: `combgrad.MatchingLoss` with perturbed smoothing, `sigma` annealed
+  from `smooth_sigma` to 0 (cosine) over the first `smooth_fraction` of the steps, then
   the exact loss.
-- ``sinkhorn_annealed``: Sinkhorn with ``epsilon`` annealed geometrically from
-  ``sinkhorn_start`` to ``sinkhorn_end`` over training.
-- ``proportion_matching``: the proportion loss for the first ``warm_fraction`` of the
+- `sinkhorn_annealed`: Sinkhorn with `epsilon` annealed geometrically from
+  `sinkhorn_start` to `sinkhorn_end` over training.
+- `proportion_matching`: the proportion loss for the first `warm_fraction` of the
   epochs, then the exact matching loss (a warm start a user would try).
 
-Captions (``caption``): ``"full"`` names every image of the bag; ``"partial"`` names only
-``round(named_fraction * k)`` of them (a fixed random subset per bag; the others are
-unnamed); ``"noisy"`` replaces each name, with probability ``noise_fraction``, by a
+Captions (`caption`): `"full"` names every image of the bag; `"partial"` names only
+`round(named_fraction * k)` of them (a fixed random subset per bag; the others are
+unnamed); `"noisy"` replaces each name, with probability `noise_fraction`, by a
 uniformly random class (fixed per bag). The proportion loss then uses the named labels'
 proportions, which is mis-specified for partial captions (it cannot say "some images are
 unnamed"); Sinkhorn pads the cost matrix with zero-cost rows for the unnamed images.
@@ -171,12 +171,12 @@ def bag_loss(
     """The training loss `name` for one batch of bags.
 
     Args:
-        name: one of `LOSSES` (``"smoothed"`` is ``"matching"`` with the
-            ``matching`` instance's ``sigma``; the schedules live in `run_bags`).
+        name: one of `LOSSES` (`"smoothed"` is `"matching"` with the
+            `matching` instance's `sigma`; the schedules live in `run_bags`).
         log_probs: (B, k, C) per-image log-probabilities.
         bag_labels: (B, L) the bag's label multiset, L <= k (its order carries no
             information: it is sorted before this call).
-        true_labels: (B, k) per-image labels, used only by ``"supervised"``.
+        true_labels: (B, k) per-image labels, used only by `"supervised"`.
         matching: the `combgrad.MatchingLoss` instance to use.
         sinkhorn_epsilon, sinkhorn_iterations: entropic regularization and iterations.
     """
@@ -216,12 +216,12 @@ def make_captions(
         true_bag_labels: (num_bags, k) true classes of each bag's images.
         caption: one of `CAPTIONS`.
         seed: fixes which names are dropped or replaced.
-        named_fraction: ``"partial"``: fraction of the k images that are named.
-        noise_fraction: ``"noisy"``: probability that a name is replaced by a random class.
+        named_fraction: `"partial"`: fraction of the k images that are named.
+        noise_fraction: `"noisy"`: probability that a name is replaced by a random class.
 
     Returns:
-        (num_bags, L) sorted captions, L = k (``"full"``, ``"noisy"``) or
-        ``max(1, round(named_fraction * k))`` (``"partial"``).
+        (num_bags, L) sorted captions, L = k (`"full"`, `"noisy"`) or
+            `max(1, round(named_fraction * k))` (`"partial"`).
     """
     if caption not in CAPTIONS:
         raise ValueError(f"`caption` must be one of {CAPTIONS}; got {caption!r}.")
@@ -296,20 +296,20 @@ def run_bags(
 
     Args:
         loss: one of `LOSSES`.
-        bag_size: images per bag ``k``.
+        bag_size: images per bag `k`.
         seed: fixes the split, the bags, the initialisation and the batch order.
         epochs: passes over the training bags.
         images_per_batch: images per optimizer step (rounded down to whole bags).
         lr: peak learning rate.
         width: channels of the first residual stage.
         max_train_images: use only this many training images (for quick runs).
-        progress: called as ``progress(epoch, test_accuracy)`` after every epoch.
-        caption: ``"full"``, ``"partial"`` or ``"noisy"`` (see `make_captions`).
+        progress: called as `progress(epoch, test_accuracy)` after every epoch.
+        caption: `"full"`, `"partial"` or `"noisy"` (see `make_captions`).
         named_fraction, noise_fraction: as for `make_captions`.
-        smooth_sigma, smooth_fraction, smooth_samples: ``"smoothed"``: initial ``sigma``,
+        smooth_sigma, smooth_fraction, smooth_samples: `"smoothed"`: initial `sigma`,
             fraction of the steps over which it is annealed to 0, noise draws per bag.
-        sinkhorn_start, sinkhorn_end: ``"sinkhorn_annealed"``: epsilon schedule.
-        warm_fraction: ``"proportion_matching"``: fraction of the epochs trained with the
+        sinkhorn_start, sinkhorn_end: `"sinkhorn_annealed"`: epsilon schedule.
+        warm_fraction: `"proportion_matching"`: fraction of the epochs trained with the
             proportion loss before switching to the exact matching loss.
     """
     if loss not in EXTENDED_LOSSES:

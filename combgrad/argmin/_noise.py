@@ -90,7 +90,7 @@ def perturb(
 
     Returns:
         `(perturbed, z)`, both `(S, B, n)`: `perturbed = costs + sigma * z`. Reshape
-        `perturbed` to `(S * B, n)` to solve every sample of every item in one call.
+            `perturbed` to `(S * B, n)` to solve every sample of every item in one call.
     """
     z = sample_noise((n_samples, *costs.shape), noise, generator)
     return costs.unsqueeze(0) + sigma * z, z

@@ -107,7 +107,7 @@ def imle(
 
     Returns:
         `(B, n)` (or `(n,)`) tensor, the (mean) perturbed minimizer, on the device and dtype
-        of `costs`.
+            of `costs`.
 
     Raises:
         ValueError: bad shape, NaN/inf costs, bad `lambda_`, `sigma`, `n_samples` or

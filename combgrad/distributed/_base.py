@@ -53,7 +53,7 @@ def _destroy_gloo_group_at_exit() -> None:
 
     Without `destroy_process_group`, gloo's worker threads can still hold the last reference to
     a finished asynchronous work (and its tensors) while the interpreter is torn down; releasing
-    it then aborts the process (``terminate called without an active exception``), at random.
+    it then aborts the process (`terminate called without an active exception`), at random.
     Destroying the group while Python is still alive joins those threads first. It is local (no
     collective) for gloo, and a no-op if the program already called `destroy_process_group`.
     """

@@ -129,7 +129,7 @@ def _worker(
 
 
 def _raise_first_failure(results: Any, failure: tuple[float, int, str]) -> None:
-    """Raise for the earliest failure among ``failure`` and those reported just after it.
+    """Raise for the earliest failure among `failure` and those reported just after it.
 
     A rank that fails makes its peers fail in turn (their collectives lose a member); reports
     arriving within a short grace period are compared by the time each failure happened.
@@ -165,7 +165,7 @@ def launch(
 ) -> list[Any]:
     """Run `fn(rank, world_size, *args)` in `world_size` spawned local processes.
 
-    ``fn`` must be picklable (defined at module top level). Its return values must be picklable;
+    `fn` must be picklable (defined at module top level). Its return values must be picklable;
     they are pickled by value (tensors included, CPU or not), so they outlive the worker.
 
     Args:
@@ -188,7 +188,7 @@ def launch(
         RuntimeError: if a process raised (the message carries the traceback of the rank that
             failed first, and names the ranks that failed after it; the others are killed at
             once) or exited without a result.
-        TimeoutError: if the processes did not finish within ``join_timeout`` seconds.
+        TimeoutError: if the processes did not finish within `join_timeout` seconds.
     """
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"Invalid world_size: {world_size} (must be a positive int)")

@@ -156,7 +156,7 @@ def _to_tensor(name: str, value: Any, like: torch.Tensor | None) -> torch.Tensor
     """A tensor from a tensor, an array (read-only ones too), a list or a scipy sparse matrix.
 
     Arrays are copied, so a read-only array (as `solvers.LinearProgram` stores them) is never
-    shared with a writable tensor; sparse matrices are densified (the gradient in ``A`` is
+    shared with a writable tensor; sparse matrices are densified (the gradient in `A` is
     dense anyway).
     """
     if value is None:
@@ -197,11 +197,11 @@ def lp_value(
     across it. With only `c` batched, one backend model is built and re-solved with each
     item's costs. Backward uses the generalized gradient from the forward solve:
     $\partial z/\partial c = x^*$, $\partial z/\partial b = y^*$,
-    $\partial z/\partial A = -y^* x^{*T}$ (duals ``y = dz/db``; ``y_ub <= 0``).
+    $\partial z/\partial A = -y^* x^{*T}$ (duals `y = dz/db`; `y_ub <= 0`).
     Gradients are computed only for the inputs that require them.
 
     At a degenerate or tied optimum the solver's vertex is returned: it is a valid element
-    of the generalized gradient (for ``c``, the superdifferential of the concave function
+    of the generalized gradient (for `c`, the superdifferential of the concave function
     $c \mapsto z$), chosen deterministically for a given input and backend.
 
     Under `torch.compile` the call is a graph break: the solve runs eagerly, the model
@@ -218,17 +218,17 @@ def lp_value(
         integrality: 0/1 per variable (1 = integer), shared by the batch.
         backend: a name from `solvers.available_backends()`.
         options: backend options, as for `solvers.solve`.
-        integer_duals: for integer programs, gradients in ``b`` or ``A`` are not defined in
-            general and raise an error, unless ``"fixed"``: then the duals of the LP with
+        integer_duals: for integer programs, gradients in `b` or `A` are not defined in
+            general and raise an error, unless `"fixed"`: then the duals of the LP with
             every integer variable fixed at its optimal value are used (an approximation that
             costs one extra LP solve per item; documented, not exact). `dz/dc = x*` is exact
             for integer programs without it.
         return_solution: also return `x*` (shape (n,) or (B, n)), marked non-differentiable.
 
     Returns:
-        ``z`` of shape () or (B,) in ``c``'s dtype and device; with ``return_solution``,
-        the pair ``(z, x)``. An empty batch (``B == 0``) solves nothing and returns
-        empty tensors (shapes (0,) and (0, n)), as the losses do with ``reduction="none"``.
+        `z` of shape () or (B,) in `c`'s dtype and device; with `return_solution`,
+            the pair `(z, x)`. An empty batch (`B == 0`) solves nothing and returns
+            empty tensors (shapes (0,) and (0, n)), as the losses do with `reduction="none"`.
 
     Every constraint argument may also be a numpy array (read-only ones included) or a
     scipy sparse matrix, as the `solvers` builders return them; these are copied (and

@@ -81,11 +81,11 @@ _log_prob_checks_left = 100  # a wrong input shows at once; later calls skip the
 
 
 def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, name: str) -> None:
-    """Warn (once per process) when ``log_probs`` is plainly not log-probabilities.
+    """Warn (once per process) when `log_probs` is plainly not log-probabilities.
 
     Plainly not: an entry above 0, or a row whose exponentials do not sum to 1 within a
-    tolerance (1e-3, or more for low-precision dtypes). Only the rows where ``valid``
-    (shape ``log_probs.shape[:-1]``) is True are read; padding may hold anything. The
+    tolerance (1e-3, or more for low-precision dtypes). Only the rows where `valid`
+    (shape `log_probs.shape[:-1]`) is True are read; padding may hold anything. The
     check costs one pass over the input, so only the first 100 calls of a process make it.
     """
     global _warned_not_log_probs, _log_prob_checks_left

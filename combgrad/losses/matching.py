@@ -57,7 +57,7 @@ def _solve(
 ) -> np.ndarray:
     """Matched compact instance per (problem, label), or -1: shape (P, L).
 
-    ``per_bag`` problems in a row belong to one bag (the perturbed copies), for messages.
+    `per_bag` problems in a row belong to one bag (the perturbed copies), for messages.
     """
     if solver == "exact":
         values, matched = solvers.assignment_batch(

@@ -27,7 +27,7 @@ SCHEDULES = ("cosine", "linear", "geometric")
 def check_smoothing(
     sigma: object, n_samples: object, noise: object, generator: object
 ) -> tuple[float, int]:
-    """Validate the smoothing options; returns ``(float(sigma), int(n_samples))``."""
+    """Validate the smoothing options; returns `(float(sigma), int(n_samples))`."""
     try:
         sigma_value = float(sigma)  # type: ignore[arg-type]
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -52,10 +52,10 @@ def perturbation_noise(
     noise: str = "gumbel",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    r"""Centred noise $Z$ for perturbed smoothing, as a float64 CPU tensor of ``shape``.
+    r"""Centred noise $Z$ for perturbed smoothing, as a float64 CPU tensor of `shape`.
 
-    - ``"normal"``: $Z \sim \mathcal{N}(0, 1)$ entrywise.
-    - ``"gumbel"``: $Z = \gamma - G$ with $G$ a standard Gumbel variable and $\gamma$ the
+    - `"normal"`: $Z \sim \mathcal{N}(0, 1)$ entrywise.
+    - `"gumbel"`: $Z = \gamma - G$ with $G$ a standard Gumbel variable and $\gamma$ the
       Euler-Mascheroni constant, so that $\mathbb{E}[Z] = 0$ (variance $\pi^2 / 6$). The sign
       makes the perturbed *minimizer* of a choice among $n$ costs $\theta_i$ follow
       $\operatorname{softmax}(-\theta / \sigma)$ (the Gumbel-max trick); with costs
@@ -67,7 +67,7 @@ def perturbation_noise(
 
     Args:
         shape: the shape of the draw.
-        noise: ``"gumbel"`` or ``"normal"``.
+        noise: `"gumbel"` or `"normal"`.
         generator: a `torch.Generator` for reproducible draws (on any device; the draw is
             made on the generator's device and moved to the CPU).
 
@@ -94,15 +94,15 @@ def sigma_schedule(
     end: float = 0.0,
     kind: str = "cosine",
 ) -> float:
-    r"""Noise scale at ``step`` of a schedule that anneals `sigma` from ``start`` to ``end``.
+    r"""Noise scale at `step` of a schedule that anneals `sigma` from `start` to `end`.
 
     With $t = \min(\text{step} / \text{total\_steps}, 1)$:
 
-    - ``"cosine"``: $\sigma = e + (s - e)\,(1 + \cos \pi t) / 2$;
-    - ``"linear"``: $\sigma = s + (e - s)\, t$;
-    - ``"geometric"``: $\sigma = s\,(e / s)^t$ (needs ``end > 0``).
+    - `"cosine"`: $\sigma = e + (s - e)\,(1 + \cos \pi t) / 2$;
+    - `"linear"`: $\sigma = s + (e - s)\, t$;
+    - `"geometric"`: $\sigma = s\,(e / s)^t$ (needs `end > 0`).
 
-    After ``total_steps`` it stays at ``end``. With ``end = 0`` (the default) the loss is the
+    After `total_steps` it stays at `end`. With `end = 0` (the default) the loss is the
     exact loss from then on.
 
     Args:
@@ -110,10 +110,10 @@ def sigma_schedule(
         total_steps: steps over which to anneal (>= 1).
         start: the initial `sigma` (>= 0).
         end: the final `sigma` (>= 0).
-        kind: ``"cosine"``, ``"linear"`` or ``"geometric"``.
+        kind: `"cosine"`, `"linear"` or `"geometric"`.
 
     Returns:
-        The `sigma` to use at ``step``.
+        The `sigma` to use at `step`.
 
     Examples:
         ```python

@@ -19,7 +19,7 @@ class LPValue(nn.Module):
     r"""Optimal value $z(c) = \min_x \{c^T x : A_{ub} x \le b_{ub}, A_{eq} x = b_{eq}\}$.
 
     The constraint data are stored once (as buffers, or as learnable parameters when asked)
-    and ``forward(c)`` solves for costs ``c`` of shape (n,) or (B, n), reusing one backend
+    and `forward(c)` solves for costs `c` of shape (n,) or (B, n), reusing one backend
     model across the batch. Gradients follow [`lp_value`][combgrad.functional.lp.lp_value].
 
     Args:
@@ -30,9 +30,9 @@ class LPValue(nn.Module):
         b_eq: constraint data (tensors or arrays), shared by every call.
         bounds: as for [`lp_value`][combgrad.functional.lp.lp_value].
         integrality: as for [`lp_value`][combgrad.functional.lp.lp_value].
-        learn_b: make ``b_ub``/``b_eq`` learnable parameters (LPs, or ILPs with
-            ``integer_duals="fixed"``).
-        learn_A: make ``A_ub``/``A_eq`` learnable parameters.
+        learn_b: make `b_ub`/`b_eq` learnable parameters (LPs, or ILPs with
+            `integer_duals="fixed"`).
+        learn_A: make `A_ub`/`A_eq` learnable parameters.
         backend: passed to [`lp_value`][combgrad.functional.lp.lp_value].
         options: passed to [`lp_value`][combgrad.functional.lp.lp_value].
         integer_duals: passed to [`lp_value`][combgrad.functional.lp.lp_value].
@@ -98,8 +98,8 @@ class LPValue(nn.Module):
     ) -> LPValue:
         """A layer with the constraints, bounds and integrality of a `solvers.LinearProgram`.
 
-        The problem's costs become the default for `forward` (stored as the buffer ``c``),
-        so ``LPValue.from_problem(lp)()`` is the optimal value of ``lp`` itself.
+        The problem's costs become the default for `forward` (stored as the buffer `c`),
+        so `LPValue.from_problem(lp)()` is the optimal value of `lp` itself.
 
         Args:
             problem: the program; its sparse matrices and read-only arrays are copied.
@@ -141,9 +141,9 @@ class LPValue(nn.Module):
         return layer
 
     def forward(self, c: torch.Tensor | None = None, *, return_solution: bool = False):
-        """Optimal value for costs ``c`` of shape (n,) or (B, n); see `combgrad.lp_value`.
+        """Optimal value for costs `c` of shape (n,) or (B, n); see `combgrad.lp_value`.
 
-        ``c`` may be omitted for a layer built by `from_problem`: the problem's costs are used.
+        `c` may be omitted for a layer built by `from_problem`: the problem's costs are used.
         """
         if c is None:
             if self.c is None:

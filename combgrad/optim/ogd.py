@@ -87,7 +87,7 @@ class OGD(Optimizer):
           would not.
         - Parameters whose `grad` is `None` count as having a zero gradient once a basis
           exists: the projection can still move them, as it must to stay orthogonal.
-        - Frozen parameters (``requires_grad=False``) are left out: `remember` stores zero
+        - Frozen parameters (`requires_grad=False`) are left out: `remember` stores zero
           blocks for them and `step` never moves them, so the protection holds in the space
           of the trainable parameters. Freeze or unfreeze parameters before `remember` (or
           call `reset_basis` and remember again): a parameter frozen later keeps its part of
@@ -195,10 +195,10 @@ class OGD(Optimizer):
         r"""Store the output gradients of `model` on samples of a finished task.
 
         Args:
-            model: the network being trained. ``model(x)`` must return logits of shape
-                ``(batch, c)``. Gradients are taken with respect to those of the optimizer's
-                trainable parameters (``requires_grad=True``) that belong to ``model`` (the
-                others get zero gradient); the model's other parameters and buffers stay fixed. Put the model in ``eval()`` mode if it
+            model: the network being trained. `model(x)` must return logits of shape
+                `(batch, c)`. Gradients are taken with respect to those of the optimizer's
+                trainable parameters (`requires_grad=True`) that belong to `model` (the
+                others get zero gradient); the model's other parameters and buffers stay fixed. Put the model in `eval()` mode if it
                 has dropout or batch norm: samples are processed one at a time under
                 `torch.func.vmap`.
             inputs: samples of the finished task, shape `(N, *input_shape)`.
@@ -217,9 +217,9 @@ class OGD(Optimizer):
             The number of directions added to the basis.
 
         Raises:
-            ValueError: on empty or non-finite ``inputs``, mismatched or out-of-range
-                ``targets``, a bad ``m``, ``variant`` or ``chunk_size``, model outputs that are
-                not ``(batch, c)``, or a model that shares no trainable parameter with the
+            ValueError: on empty or non-finite `inputs`, mismatched or out-of-range
+                `targets`, a bad `m`, `variant` or `chunk_size`, model outputs that are
+                not `(batch, c)`, or a model that shares no trainable parameter with the
                 optimizer.
         """
         variant = self._resolve_variant(variant)

@@ -62,11 +62,11 @@ class Backend(abc.ABC):
         """Translate `problem` into a live backend model."""
 
     def limits(self, options: Mapping[str, Any]) -> NumericLimits | None:
-        """The numeric limits that apply with these ``options``."""
+        """The numeric limits that apply with these `options`."""
         return self.numeric_limits
 
     def tolerance(self, problem: LinearProgram, options: Mapping[str, Any]) -> float:
-        """The feasibility tolerance this backend guarantees on ``problem`` with ``options``."""
+        """The feasibility tolerance this backend guarantees on `problem` with `options`."""
         return self.feasibility_tol
 
     def capabilities(self) -> dict[str, bool]:

@@ -187,12 +187,12 @@ class CvxpyModel(Model):
         )
 
     def _solve_highs(self) -> np.ndarray | None:
-        """Solve as ``Problem.solve`` does, keeping HiGHS' incumbent at a limit.
+        """Solve as `Problem.solve` does, keeping HiGHS' incumbent at a limit.
 
-        cvxpy drops the primal point of a limited solve (its ``user_limit`` status
+        cvxpy drops the primal point of a limited solve (its `user_limit` status
         carries no solution); the raw HiGHS result still has it, so it is inverted
         through cvxpy's own chain as if it were optimal. Returns the incumbent in the
-        order of ``problem``'s variables, or None.
+        order of `problem`'s variables, or None.
         """
         import cvxpy as cp
 

@@ -218,7 +218,7 @@ HIGHS_LIMITS = NumericLimits(
 
 
 def highs_limits(options: Mapping[str, Any]) -> NumericLimits:
-    """HiGHS' numeric limits, with any of its range options that ``options`` changes."""
+    """HiGHS' numeric limits, with any of its range options that `options` changes."""
     if not any(k in options for k in ("infinite_cost", "infinite_bound", "small_matrix_value")):
         return HIGHS_LIMITS
     try:
@@ -236,7 +236,7 @@ def highs_limits(options: Mapping[str, Any]) -> NumericLimits:
 
 
 def _add_farkas(h: Any, problem: LinearProgram, extra: dict[str, Any]) -> None:
-    """HiGHS' dual ray as ``info["farkas_ub"]``/``info["farkas_eq"]`` (see `Solution`)."""
+    """HiGHS' dual ray as `info["farkas_ub"]`/`info["farkas_eq"]` (see `Solution`)."""
     try:
         _, has_ray, ray = h.getDualRay()
     except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older highspy

@@ -33,7 +33,7 @@ def grid_edges(height: int, width: int) -> np.ndarray:
 
     Returns:
         int64 array of shape `(n, 2)`, `n = (height - 1) * width + height * (width - 1)`,
-        one `(tail, head)` pair per edge.
+            one `(tail, head)` pair per edge.
 
     Examples:
         ```python
@@ -157,8 +157,8 @@ def grid_shortest_path(height: int, width: int, *, engine: str | None = None) ->
 
     Returns:
         An [`Oracle`][solvers.oracle.Oracle] with `n = (height - 1) * width + height * (width - 1)`
-        and a `to_problem()` method returning the equivalent
-        [`LinearProgram`][solvers.LinearProgram].
+            and a `to_problem()` method returning the equivalent
+            [`LinearProgram`][solvers.LinearProgram].
 
     Examples:
         ```python

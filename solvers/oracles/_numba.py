@@ -1,12 +1,12 @@
 """Compiled (numba) kernels of the fast oracles: grid shortest path and 0/1 knapsack DPs.
 
-Imported lazily, only when the numba engine runs, so ``import solvers`` never loads numba.
-Kernels use ``cache=True`` (the first call in a fresh environment compiles, a few seconds).
-Each kernel has a parallel form (``prange`` over the batch) and a serial twin; the
+Imported lazily, only when the numba engine runs, so `import solvers` never loads numba.
+Kernels use `cache=True` (the first call in a fresh environment compiles, a few seconds).
+Each kernel has a parallel form (`prange` over the batch) and a serial twin; the
 parallel one runs only for batches large enough to pay for waking numba's threads, and
 under a lock, as in [`solvers.combinatorial`][solvers.combinatorial] (numba's workqueue
 layer aborts when two Python threads launch parallel kernels at once). The numpy
-fallbacks in ``grid.py`` and ``knapsack.py`` make the same comparisons in the same order,
+fallbacks in `grid.py` and `knapsack.py` make the same comparisons in the same order,
 so both engines return identical solutions.
 """
 
@@ -41,10 +41,10 @@ def _run(parallel_kernel, serial_kernel, batch: int, cells: int, args, parallel:
 # ---------------------------------------------------------------------------- grid
 @njit(cache=True, nogil=True)
 def _grid_item(b, costs, height, width, x, values, dist, came):  # pragma: no cover - compiled
-    """Shortest top-left -> bottom-right path of item ``b`` on a grid with right/down edges.
+    """Shortest top-left -> bottom-right path of item `b` on a grid with right/down edges.
 
     Edge order (PyEPO's): for each row i, its width - 1 right edges, then (except on the
-    last row) its width down edges. ``came[v]`` is 0 when node v is reached from the left,
+    last row) its width down edges. `came[v]` is 0 when node v is reached from the left,
     1 from above. Ties prefer the left (right-moving) edge.
     """
     stride = 2 * width - 1
@@ -85,7 +85,7 @@ def _grid_item(b, costs, height, width, x, values, dist, came):  # pragma: no co
 @njit(parallel=True, cache=True, nogil=True)
 def grid_batch(costs, height, width, x, values, n_chunks):  # pragma: no cover - compiled
     """Grid DP for every item, in parallel. costs (B, n) float64; x (B, n) zeroed; values (B,);
-    ``n_chunks`` contiguous chunks of the batch."""
+    `n_chunks` contiguous chunks of the batch."""
     batch = costs.shape[0]
     for chunk in prange(n_chunks):
         # Scratch allocated once per chunk, not per item.
@@ -105,7 +105,7 @@ def grid_batch_serial(costs, height, width, x, values):  # pragma: no cover - co
 
 
 def run_grid_batch(costs, height, width, x, values, parallel: bool | None = None) -> None:
-    """Fill ``x`` (zeroed) and ``values`` for ``costs`` of shape (B, n)."""
+    """Fill `x` (zeroed) and `values` for `costs` of shape (B, n)."""
     _run(
         grid_batch,
         grid_batch_serial,
@@ -119,9 +119,9 @@ def run_grid_batch(costs, height, width, x, values, parallel: bool | None = None
 # ---------------------------------------------------------------------------- knapsack
 @njit(cache=True, nogil=True)
 def _knapsack_item(b, costs, weights, capacity, x, values, best, take):  # pragma: no cover
-    """0/1 knapsack DP of item ``b``: min costs @ x s.t. weights @ x <= capacity.
+    """0/1 knapsack DP of item `b`: min costs @ x s.t. weights @ x <= capacity.
 
-    ``best[w]``: the least cost of a selection among the items seen so far with total
+    `best[w]`: the least cost of a selection among the items seen so far with total
     weight at most w. An item is taken only when it strictly lowers the cost.
     """
     n = weights.shape[0]
@@ -170,7 +170,7 @@ def knapsack_batch_serial(costs, weights, capacity, x, values):  # pragma: no co
 
 
 def run_knapsack_batch(costs, weights, capacity, x, values, parallel: bool | None = None) -> None:
-    """Fill ``x`` (zeroed) and ``values`` for ``costs`` of shape (B, n)."""
+    """Fill `x` (zeroed) and `values` for `costs` of shape (B, n)."""
     _run(
         knapsack_batch,
         knapsack_batch_serial,
