@@ -44,9 +44,11 @@ _LAZY = {
     "assignment": "combinatorial",
     "assignment_lp": "combinatorial",
     "assignment_batch": "combinatorial",
+    "assignment_batch_gather": "combinatorial",
     "alignment": "combinatorial",
     "alignment_lp": "combinatorial",
     "alignment_batch": "combinatorial",
+    "alignment_batch_gather": "combinatorial",
     "shortest_path": "combinatorial",
     "shortest_path_lp": "combinatorial",
 }

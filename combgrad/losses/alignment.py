@@ -18,6 +18,7 @@ from ._common import (
     check_solver,
     reduce_loss,
 )
+from ._gather import gather_rows
 
 __all__ = ["AlignmentLoss", "alignment_loss"]
 
@@ -148,47 +149,53 @@ def alignment_loss(
     def cost_of(lp: torch.Tensor) -> torch.Tensor:
         return -lp if cost == "nll" else 1.0 - lp.exp()
 
-    token = targets.to(log_probs.device).clamp(0, C - 1)  # padding -> any class
+    token_np = targets_cpu.clamp(0, C - 1).numpy()  # padding -> any class
     with torch.no_grad():
-        picked = log_probs.gather(2, token[:, None, :].expand(B, T, L))  # log p_i(y_j)
-        sub_np = cost_of(picked).to("cpu", torch.float64).numpy()
+        # Per-token costs (B, T, C): the kernel reads cost(i, j) = table[b, i, targets[b, j]]
+        # as the DP visits the cell, so no dense (B, T, L) float64 cost tensor is built.
+        lp_cpu = log_probs.detach().to("cpu")
+        if lp_cpu.dtype not in (torch.float32, torch.float64):  # e.g. bfloat16: no numpy view
+            lp_cpu = lp_cpu.double()
+        # numpy, single-threaded: a torch elementwise op here is an OpenMP region.
+        table = -lp_cpu.numpy() if cost == "nll" else cost_of(lp_cpu).numpy()
         row_gap_np = None
         if blank is not None:  # an unmatched position pays gap + the cost of emitting blank
-            row_gap_np = gap_value + cost_of(log_probs[..., blank]).to("cpu", torch.float64)
-            row_gap_np = row_gap_np.numpy()
+            row_gap_np = gap_value + table[..., blank].astype(np.float64)
     # Padding may hold anything; an -inf log-probability inside an item makes a match
     # impossible at that cell, which the DP reads as a very large finite cost.
     if may_hold_neg_inf and cost == "nll":
-        if np.isposinf(sub_np).any():
-            sub_np = np.where(np.isposinf(sub_np), 1e30, sub_np)
+        if np.isposinf(table).any():
+            table = np.where(np.isposinf(table), table.dtype.type(1e30), table)
         if row_gap_np is not None and np.isposinf(row_gap_np).any():
             row_gap_np = np.where(np.isposinf(row_gap_np), 1e30, row_gap_np)
     gap_arg = gap_value if row_gap_np is None else (row_gap_np, gap_value)
     if solver == "exact":
-        # The serial kernel: the DP costs ~2 ns a cell, and numba's parallel (OpenMP) workers
-        # keep spinning after a parallel call, slowing the torch work around the loss ~5x.
-        _, match_np, row_gaps, col_gaps = solvers.alignment_batch(
-            np.ascontiguousarray(sub_np), gap_arg, n_len.numpy(), m_len.numpy(), parallel=False
+        _, row_match, row_gaps, col_gaps = solvers.alignment_batch_gather(
+            table, token_np, gap_arg, n_len.numpy(), m_len.numpy()
         )
         n_gaps = row_gaps + col_gaps
     else:
+        sub_np = np.take_along_axis(table, token_np[:, None, :], 2).astype(np.float64)
         match_np, n_gaps = _lp_alignments(
             sub_np, gap_value, row_gap_np, n_len.numpy(), m_len.numpy(), backend
         )
+        row_match = np.where(match_np.any(2), match_np.argmax(2), -1)
     # The loss sums the matched cells, gathered straight from `log_probs`: its gradient is
     # the optimal path's match indicator, with no dense (B, T, L) cost tensor in the graph.
-    cell = np.flatnonzero(match_np)  # flat (item, position, token) indices of the matches
-    row, tok = np.divmod(cell, L)  # row = item * T + position
-    item_np = row // T
-    token_np = token.cpu().numpy()
-    flat = torch.from_numpy(row * C + token_np[item_np, tok]).to(log_probs.device)
-    item = torch.from_numpy(item_np).to(log_probs.device)
-    matched_lp = log_probs.reshape(-1)[flat]
+    matched = row_match >= 0
+    flat_np = np.where(
+        matched,
+        np.arange(T)[None, :] * C + np.take_along_axis(token_np, np.maximum(row_match, 0), 1),
+        -1,
+    )
+    flat = torch.from_numpy(flat_np).to(log_probs.device)
+    picked = gather_rows(log_probs.reshape(B, T * C), flat)  # 0 where unmatched
     gaps = torch.from_numpy(np.asarray(n_gaps)).to(device=log_probs.device, dtype=log_probs.dtype)
-    per_item = log_probs.new_zeros(B).index_add(0, item, cost_of(matched_lp)) + gap_cost * gaps
+    # cost_of(0) is 0 for both costs, so the unmatched positions add nothing.
+    per_item = cost_of(picked).sum(1) + gap_cost * gaps
     if blank is not None:
         in_item = np.arange(T)[None, :] < n_len.numpy()[:, None]
-        unmatched = torch.from_numpy(in_item & ~match_np.any(2)).to(log_probs.device)
+        unmatched = torch.from_numpy(in_item & ~matched).to(log_probs.device)
         blank_cost = cost_of(log_probs[..., blank]).masked_fill(~unmatched, 0.0)
         per_item = per_item + blank_cost.sum(1)
     if reduction == "mean":

@@ -16,6 +16,7 @@ from ._common import (
     check_solver,
     reduce_loss,
 )
+from ._gather import gather_rows
 
 __all__ = ["MatchingLoss", "matching_loss"]
 
@@ -127,18 +128,20 @@ def matching_loss(
         compact_labels = labels.gather(1, label_order).clamp(0, C - 1)  # padding -> any class
     else:  # nothing padded or masked: the common training case skips the compaction
         compact_labels = labels
-    with torch.no_grad():
-        # cost[b, l, i] = -log p(label l | instance i); valid labels and instances come first.
-        compact_lp = (
-            log_probs.gather(1, inst_order[:, :, None].expand(B, k, C)) if compacted else log_probs
-        )
-        cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
-        cost_np = cost.to("cpu", torch.float64).numpy()
     rows = n_labels.cpu().numpy()
     cols = n_inst.cpu().numpy()
     if solver == "exact":
-        values, matched = solvers.assignment_batch(
-            cost_np, row_counts=rows, col_counts=cols, return_indices=True
+        # The kernel reads cost[b, l, i] = -log_probs[b, inst_order[b, i], label l] itself:
+        # no dense (B, L, k) float64 cost tensor is built or copied.
+        scores = log_probs.detach().to("cpu")
+        if scores.dtype not in (torch.float32, torch.float64):  # e.g. bfloat16: no numpy view
+            scores = scores.double()
+        values, matched, _ = solvers.assignment_batch_gather(
+            scores.numpy(),
+            compact_labels.to("cpu").numpy(),
+            inst_order.to("cpu").numpy() if compacted else None,
+            row_counts=rows,
+            col_counts=cols,
         )
         infeasible = ~np.isfinite(values)
         if infeasible.any():
@@ -148,6 +151,15 @@ def matching_loss(
                 "(log_probs is -inf on every complete matching)."
             )
     else:
+        with torch.no_grad():
+            # cost[b, l, i] = -log p(label l | instance i); valid labels and instances first.
+            compact_lp = (
+                log_probs.gather(1, inst_order[:, :, None].expand(B, k, C))
+                if compacted
+                else log_probs
+            )
+            cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
+            cost_np = cost.to("cpu", torch.float64).numpy()
         indicator = _indicator_lp(cost_np, rows, cols, backend)
         matched = np.where(indicator.any(2), indicator.argmax(2), -1)
     # The loss is the sum of the matched entries, gathered straight from `log_probs`: its
@@ -157,9 +169,8 @@ def matching_loss(
     instance = matched_t.clamp(min=0)
     if compacted:
         instance = inst_order.gather(1, instance)
-    flat_index = instance * C + compact_labels.clamp(0, C - 1)
-    picked = log_probs.reshape(B, k * C).gather(1, flat_index)
-    per_bag = -picked.masked_fill(~is_matched, 0.0).sum(1)
+    flat_index = (instance * C + compact_labels.clamp(0, C - 1)).masked_fill(~is_matched, -1)
+    per_bag = -gather_rows(log_probs.reshape(B, k * C), flat_index).sum(1)
     return reduce_loss(per_bag, reduction, n_labels.to(per_bag.dtype))
 
 
