@@ -30,11 +30,11 @@ def _vector(value: Any, name: str) -> np.ndarray:
         arr = arr.reshape(1)
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be one-dimensional; got shape {arr.shape}.")
-    if np.isnan(arr).any():
-        raise ValueError(
-            f"`{name}` must not contain NaN (found at index {int(np.isnan(arr).argmax())})."
-        )
-    if not np.isfinite(arr).all():
+    if not np.isfinite(arr).all():  # one pass when all is well (per-call overhead)
+        if np.isnan(arr).any():
+            raise ValueError(
+                f"`{name}` must not contain NaN (found at index {int(np.isnan(arr).argmax())})."
+            )
         raise ValueError(
             f"`{name}` must contain only finite numbers; found +-inf at index "
             f"{int((~np.isfinite(arr)).argmax())}."

@@ -63,9 +63,10 @@ def matching_loss(
     matrix is the optimal assignment's 0/1 indicator, so backpropagation is cross-entropy
     on the currently best-matching pseudo-labels, with no surrogate.
 
-    Ties are broken deterministically by ``scipy.optimize.linear_sum_assignment`` (or the
-    LP backend's vertex with ``solver="lp"``); the indicator returned is an optimal
-    vertex, hence a valid element of the generalized gradient.
+    Ties are broken deterministically by the compiled assignment kernel of
+    `solvers.combinatorial` (or the LP backend's vertex with ``solver="lp"``); the
+    indicator returned is an optimal vertex, hence a valid element of the generalized
+    gradient.
 
     Args:
         log_probs: (B, k, C) per-instance log-probabilities (e.g. ``log_softmax``).

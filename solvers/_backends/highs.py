@@ -116,6 +116,16 @@ def _lp_arrays(problem: LinearProgram) -> tuple[np.ndarray, ...]:
     return arrays
 
 
+class _InfoValues:
+    """Attribute access to single HiGHS info values, fetched on demand."""
+
+    def __init__(self, h: Any) -> None:
+        self._h = h
+
+    def __getattr__(self, name: str) -> Any:
+        return self._h.getInfoValue(name)[1]
+
+
 class HighsModel(Model):
     def __init__(
         self,
@@ -210,7 +220,9 @@ class HighsModel(Model):
             raw = h.modelStatusToString(h.getModelStatus())
             status = _STATUS_MAP.get(raw_name, Status.ERROR)
             elapsed = time.perf_counter() - start
-        info = h.getInfo()
+        # Single getInfoValue calls: getInfo() copies the whole HighsInfo struct, which cost
+        # more than all the rest of a small re-solve's bookkeeping (per-call overhead).
+        info = _InfoValues(h)
         message = f"{STATUS_MESSAGES[status]} (HiGHS {raw_name}: {raw})"
         problem = self.problem
         is_mip = self._is_mip
