@@ -10,8 +10,10 @@ from the same baseline), sizes in increasing order:
 * the LP layer: `combgrad.functional.lp_value` forward + backward in ``c``, n = 10 ..
   10^4 variables, ``max(5, n / 100)`` dense rows ``A x <= 1`` (A >= 0), ``0 <= x <= 1``.
 
-Peak memory is the growth of the process's maximum resident set size over the baseline
-taken after imports and a warm-up at the smallest size: it includes the inputs. The
+Peak memory is the peak resident set size (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs`` before each size) minus the resident size just before the
+size's inputs are built: it includes the inputs, and memory the allocator kept from a
+smaller size may hide part of a small size's peak. The
 exponent is the least-squares slope of log(time) against log(size) over the sizes at or
 above ``fit_from`` (the smallest sizes measure per-call overhead, not the algorithm).
 
@@ -40,20 +42,25 @@ PROBLEMS = {
         "3 (worst case); ~2-2.5 typical",
         "n (n x n)",
     ),
-    "alignment": ([10, 30, 100, 300, 1000, 2000], [10, 30], 100, "2 (T * L cells)", "T = L"),
+    "alignment": ([10, 30, 100, 300, 1000, 2000], [10, 30], 300, "2 (T * L cells)", "T = L"),
     "lp_layer": ([10, 100, 1000, 10000], [10, 100], 100, "none sharp (simplex)", "n variables"),
 }
 
 _WORKER = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import torch
 
 problem, sizes, repeats = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 
-def maxrss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
+def status_mib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+def reset_peak():  # Linux: VmHWM back to the current resident size
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 if problem == "assignment":
     from solvers.combinatorial import assignment_batch
@@ -99,12 +106,13 @@ def timed(fn, args):
     return float(np.median(times))
 
 ours(setup(sizes[0]))  # warm-up: compiled kernels, allocator, HiGHS
-base = maxrss()
 out = []
 for n in sizes:
+    reset_peak()
+    base = status_mib("VmRSS:")
     args = setup(n)
     ours(args)
-    row = {"size": n, "seconds": timed(ours, args), "peak_mib": maxrss() - base}
+    row = {"size": n, "seconds": timed(ours, args), "peak_mib": status_mib("VmHWM:") - base}
     if reference is not None and (problem != "assignment" or lap is not None):
         row["reference_seconds"] = timed(reference, args)
     out.append(row)
@@ -153,7 +161,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
             )
         ax_m.loglog(sizes, [max(r["peak_mib"], 0.01) for r in rows], "o-", label=name)
     ax_t.set(xlabel="problem size", ylabel="median ms per call", title="time")
-    ax_m.set(xlabel="problem size", ylabel="peak RSS growth, MiB", title="peak memory")
+    ax_m.set(xlabel="problem size", ylabel="peak RSS above baseline, MiB", title="peak memory")
     for ax in (ax_t, ax_m):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
