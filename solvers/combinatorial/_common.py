@@ -98,6 +98,17 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but none of its threads: submitting to it
+    # would wait forever. The child builds its own pool on first use.
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:

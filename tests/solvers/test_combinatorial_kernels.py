@@ -169,3 +169,19 @@ def test_no_numba_thread_pool_is_started():
     alignment_batch(rng.random((64, 30, 30)), 1.0, parallel=True)
     alignment_batch_gather(rng.random((64, 30, 5)), rng.integers(0, 5, (64, 30)))
     assert not parallel._is_initialized
+
+
+def test_thread_pool_works_in_a_forked_child():
+    """A child forked after the pool exists must not wait on the parent's (absent) threads."""
+    import multiprocessing
+
+    rng = np.random.default_rng(1)
+    costs = rng.random((64, 30, 30))
+    expected = assignment_batch(costs, threads=2)[0]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_batch_values_with_threads, (costs,)).get(timeout=120)
+    assert np.array_equal(got, expected)
+
+
+def _batch_values_with_threads(costs: np.ndarray) -> np.ndarray:
+    return assignment_batch(costs, threads=2)[0]
