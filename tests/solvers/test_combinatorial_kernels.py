@@ -159,16 +159,30 @@ def test_alignment_gather_bad_inputs():
         alignment_batch_gather(table, targets[0])
 
 
+_NO_POOL_SCRIPT = """
+import numpy as np
+from numba.np.ufunc import parallel
+from solvers.combinatorial import alignment_batch, alignment_batch_gather, assignment_batch
+rng = np.random.default_rng(0)
+assignment_batch(rng.random((64, 30, 30)), threads=2)
+alignment_batch(rng.random((64, 30, 30)), 1.0, parallel=True)
+alignment_batch_gather(rng.random((64, 30, 5)), rng.integers(0, 5, (64, 30)))
+print(parallel._is_initialized)
+"""
+
+
 def test_no_numba_thread_pool_is_started():
     """The kernels run on Python threads that sleep when idle: numba's parallel (OpenMP/TBB)
-    pool, whose workers spin between calls and take cores from torch, is never launched."""
-    from numba.np.ufunc import parallel
+    pool, whose workers spin between calls and take cores from torch, is never launched.
+    (In a fresh process: anything that asks numba for its thread count starts the pool.)"""
+    import subprocess
+    import sys
 
-    rng = np.random.default_rng(0)
-    assignment_batch(rng.random((64, 30, 30)), threads=2)
-    alignment_batch(rng.random((64, 30, 30)), 1.0, parallel=True)
-    alignment_batch_gather(rng.random((64, 30, 5)), rng.integers(0, 5, (64, 30)))
-    assert not parallel._is_initialized
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_POOL_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "False"
 
 
 def test_thread_pool_works_in_a_forked_child():
