@@ -2,23 +2,21 @@
 
 Sections: ``solvers`` (LP layer), ``losses`` (exact losses against references),
 ``combinatorial`` (the fast exact solvers; ``benchmarks/bench_combinatorial.py``),
-``dfl`` (decision-focused learning side by side with PyEPO; needs the ``bench`` extra) and
-``cvxpy`` (`CvxpyLayer` against cvxpylayers; ``benchmarks/bench_cvxpy_layer.py``). With
+``dfl`` (decision-focused learning side by side with PyEPO; needs the ``bench`` extra),
+``cvxpy`` (`CvxpyLayer` against cvxpylayers; ``benchmarks/bench_cvxpy_layer.py``) and
+``scaling`` (time and memory against size; ``benchmarks/bench_scaling.py``). With
 no section named, all run in that order. ``--quick`` runs tiny sizes with few repeats (a
 smoke run, numbers meaningless). A summary of every targeted row closes the output.
 """
 
 from __future__ import annotations
 
-import os
-
-# On a shared, oversubscribed machine OpenMP threads that spin while waiting at a barrier
-# (libgomp's default) burn their time slices: a 256-bag loss step measured 0.76 s with two
-# spinning torch threads and 0.09 s with passive waiting. Set before torch/numba load.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+# No OMP_WAIT_POLICY or other setting here: the targets hold in a user's default
+# environment (the library's kernels run on Python threads that sleep when idle and
+# keep their work out of torch's OpenMP regions; see docs/performance.md).
 import argparse
 import datetime
+import os
 import platform
 import sys
 import time
@@ -63,12 +61,21 @@ def _cvxpy(quick: bool, repeats: int | None) -> list[Row]:
     return bench_cvxpy_layer.run(quick, repeats)
 
 
+def _scaling(quick: bool, repeats: int | None) -> list[Row]:
+    # Curves, not targets: it prints its table and fitted exponents and saves the plot.
+    from . import bench_scaling
+
+    bench_scaling.run(quick, repeats)
+    return []
+
+
 SECTIONS: dict[str, Callable[[bool, int | None], list[Row]]] = {
     "solvers": _solvers,
     "losses": _losses,
     "combinatorial": _combinatorial,
     "dfl": _dfl,
     "cvxpy": _cvxpy,
+    "scaling": _scaling,
 }
 
 

@@ -56,6 +56,8 @@ class Sizes:
     length: int = 100  # T = L
     tokens: int = 30
     lp_items: int = 2  # timed items of the lattice LP, scaled to `items`
+    large_items: int = 16
+    large_length: int = 1000  # T = L of the large alignment case
     repeats: int = 15
     slow_repeats: int = 3  # for the extrapolated (slow) references
 
@@ -69,6 +71,8 @@ QUICK = Sizes(
     length=8,
     tokens=5,
     lp_items=1,
+    large_items=2,
+    large_length=30,
     repeats=3,
     slow_repeats=1,
 )
@@ -165,6 +169,11 @@ def bench_matching(s: Sizes) -> list[Row]:
             total += cost[r, c].sum()
         return total
 
+    lapjv = _lapjv()
+
+    def lap_loop() -> float:
+        return sum(lapjv(cost)[0] for cost in cost_np)
+
     def sinkhorn() -> float:
         log_probs.grad = None
         loss = sinkhorn_cost(cost_of(log_probs), epsilon=0.1, iterations=100).sum()
@@ -174,18 +183,33 @@ def bench_matching(s: Sizes) -> list[Row]:
     exact, bare_value, smooth = ours(), bare_loop(), sinkhorn()
     agree = abs(exact - bare_value) <= 1e-4 * abs(bare_value)
     fns = {"ours": ours, "bare": bare_loop, "sinkhorn": sinkhorn}
+    if lapjv is not None:
+        lap_value = lap_loop()
+        fns["lap"] = lap_loop
     times = measure(fns, s.repeats)
     what = f"MatchingLoss fwd+bwd, {B} bags x {k} inst, {C} classes"
-    rows = [
+    rows = []
+    if lapjv is not None:
+        rows.append(
+            Row(
+                what,
+                times["ours"],
+                "lap.lapjv loop (LAPJV, solve only)",
+                times["lap"],
+                Target(1.0, "<= 1.0"),
+                f"loss {exact:.4f} vs lap {lap_value:.4f}; ours: validation, solve, loss and "
+                "backward into the log-probabilities; the loop only solves precomputed float64 "
+                "cost matrices",
+            )
+        )
+    rows += [
         Row(
             what,
             times["ours"],
             "linear_sum_assignment loop",
             times["bare"],
-            Target(1.3, "<= 1.3"),
-            f"loss {exact:.4f} vs bare loop {bare_value:.4f} ({'agree' if agree else 'DIFFER'}); "
-            "ours: gather, solve, loss and backward into the log-probabilities; the loop "
-            "only solves",
+            None,
+            f"loss {exact:.4f} vs bare loop {bare_value:.4f} ({'agree' if agree else 'DIFFER'})",
         ),
         Row(
             what,
@@ -196,8 +220,60 @@ def bench_matching(s: Sizes) -> list[Row]:
             f"log domain, epsilon 0.1, float32; its value {smooth:.4f} vs the exact {exact:.4f}",
         ),
     ]
+    rows += _matching_ragged(s, lapjv)
     rows += _matching_cvxpylayers(s, log_probs, cost_of, times["ours"])
     return rows
+
+
+def _lapjv():
+    """``lap.lapjv`` (the bench extra), or None when the package is missing."""
+    if importlib.util.find_spec("lap") is None:
+        print("lap is not installed: its comparison is skipped (pip install lap)")
+        return None
+    import lap
+
+    return lap.lapjv
+
+
+def _matching_ragged(s: Sizes, lapjv) -> list[Row]:
+    """Bags of 25..50 instances (as many labels), padded to 50 with a mask and ignore_index."""
+    if lapjv is None:
+        return []
+    rng = np.random.default_rng(2)
+    B, k, C = s.bags, s.instances, s.classes
+    sizes = rng.integers(max(1, k // 2), k + 1, B)
+    log_probs = torch.log_softmax(torch.randn(B, k, C), -1).requires_grad_(True)
+    labels = torch.from_numpy(rng.integers(0, C, (B, k)))
+    real = torch.arange(k)[None, :] < torch.from_numpy(sizes)[:, None]
+    labels = labels.masked_fill(~real, -100)
+    loss_fn = MatchingLoss(reduction="sum")
+    lp_np = log_probs.detach().double().numpy()
+    costs = [
+        np.ascontiguousarray(-lp_np[b, :n][:, labels[b, :n].numpy()].T)
+        for b, n in enumerate(sizes.tolist())
+    ]
+
+    def ours() -> float:
+        log_probs.grad = None
+        loss = loss_fn(log_probs, labels, real)
+        loss.backward()
+        return loss.item()
+
+    def lap_loop() -> float:
+        return sum(lapjv(cost)[0] for cost in costs)
+
+    exact, reference = ours(), lap_loop()
+    times = measure({"ours": ours, "lap": lap_loop}, s.repeats)
+    return [
+        Row(
+            f"MatchingLoss fwd+bwd, {B} ragged bags of {sizes.min()}..{sizes.max()} (padded)",
+            times["ours"],
+            "lap.lapjv loop on the unpadded blocks",
+            times["lap"],
+            Target(1.0, "<= 1.0"),
+            f"loss {exact:.4f} vs lap {reference:.4f}; mask and ignore_index padding",
+        )
+    ]
 
 
 def _matching_cvxpylayers(s: Sizes, log_probs, cost_of, ours_time) -> list[Row]:
@@ -326,12 +402,168 @@ def bench_alignment(s: Sizes) -> list[Row]:
         Row(
             what,
             times["ours"],
-            f"{engine} DP alone (the limit)",
+            f"{engine} DP alone (the kernel)",
             times["dp"],
-            None,
-            f"solvers.alignment_batch on precomputed float64 costs; loss {exact:.4f} vs DP "
-            f"{limit:.4f} ({'agree' if agree else 'DIFFER'})",
+            Target(1.5, "<= 1.5"),
+            f"solvers.alignment_batch on precomputed float64 costs, same threads; loss "
+            f"{exact:.4f} vs DP {limit:.4f} ({'agree' if agree else 'DIFFER'})",
         ),
+    ]
+
+
+_PEAK_SCRIPT = """
+import sys, numpy as np, torch
+import solvers
+from combgrad.losses import AlignmentLoss
+B, T, C = {B}, {T}, {C}
+torch.manual_seed(1)
+def inputs(B, T):
+    lp = torch.log_softmax(torch.randn(B, T, C), -1).requires_grad_(True)
+    return lp, torch.randint(0, C, (B, T)), torch.full((B,), T)
+def loss(lp, tg, n):
+    AlignmentLoss(gap_cost=2.0, reduction="sum")(lp, tg, n, n).backward()
+def dense(lp, tg, n):  # the former input path: (B, T, L) gather, float64 copy, DP
+    sub = -lp.detach().gather(2, tg[:, None, :].expand(-1, lp.shape[1], -1))
+    solvers.alignment_batch(sub.double().numpy(), 2.0, n.numpy(), n.numpy())
+run = {{"loss": loss, "dense": dense}}[sys.argv[1]]
+def status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
+run(*inputs(2, 8))  # warm-up: numba cache, torch allocator
+args = inputs(B, T)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current resident size
+before = status_kib("VmRSS:")
+run(*args)
+print((status_kib("VmHWM:") - before) / 1024)
+"""
+
+
+def _peak_mib(variant: str, B: int, T: int, C: int) -> float:
+    """Peak resident memory (MiB) one call adds, in a fresh process (Linux: the peak is
+    reset through /proc/self/clear_refs just before the call)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT.format(B=B, T=T, C=C), variant],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
+def bench_alignment_large(s: Sizes) -> list[Row]:
+    """16 x 1000x1000 (T = L): time against the kernel alone, and peak memory of both paths."""
+    B, T, C = (s.large_items, s.large_length, s.tokens)
+    torch.manual_seed(3)
+    log_probs = torch.log_softmax(torch.randn(B, T, C), -1).requires_grad_(True)
+    targets = torch.randint(0, C, (B, T))
+    lengths = torch.full((B,), T)
+    loss_fn = AlignmentLoss(gap_cost=2.0, reduction="sum")
+    sub_np = np.ascontiguousarray(
+        -log_probs.detach().gather(2, targets[:, None, :].expand(B, T, T)).double().numpy()
+    )
+
+    def ours() -> float:
+        log_probs.grad = None
+        loss = loss_fn(log_probs, targets, lengths, lengths)
+        loss.backward()
+        return loss.item()
+
+    def dp_alone() -> float:
+        return float(solvers.alignment_batch(sub_np, 2.0)[0].sum())
+
+    exact, limit = ours(), dp_alone()
+    times = measure({"ours": ours, "dp": dp_alone}, max(3, s.repeats // 3))
+    peak_ours, peak_dense = _peak_mib("loss", B, T, C), _peak_mib("dense", B, T, C)
+    return [
+        Row(
+            f"AlignmentLoss fwd+bwd, {B} x {T}x{T}, C={C}",
+            times["ours"],
+            "DP alone (the kernel)",
+            times["dp"],
+            Target(1.5, "<= 1.5"),
+            f"loss {exact:.3f} vs DP {limit:.3f}; peak memory added by one call (fresh process, "
+            f"VmHWM - VmRSS): loss fwd+bwd {peak_ours:.1f} MiB, vs {peak_dense:.1f} MiB for the "
+            "former input path alone (dense (B, T, L) gather, float64 copy, DP)",
+        )
+    ]
+
+
+_STEP_SCRIPT = """
+import json, sys, time, numpy as np, torch
+from torch import nn
+torch.manual_seed(0)
+B, T, F, C, H = 32, {T}, 32, 11, {H}
+enc = nn.GRU(F, H, batch_first=True, bidirectional=True)
+dec = nn.GRU(2 * H, H, batch_first=True)
+head = nn.Linear(H, C)
+params = [*enc.parameters(), *dec.parameters(), *head.parameters()]
+opt = torch.optim.Adam(params, lr=1e-3)
+x = torch.randn(B, T, F)
+y = torch.randint(0, C, (B, T))
+def step():  # one seq2seq training step, no combgrad code involved
+    opt.zero_grad()
+    out, _ = dec(enc(x)[0])
+    loss = nn.functional.cross_entropy(head(out).reshape(-1, C), y.reshape(-1))
+    loss.backward()
+    opt.step()
+def median_step(n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
+    return float(np.median(times))
+for _ in range(3):
+    step()
+before = median_step({n})
+from combgrad.losses import AlignmentLoss, MatchingLoss  # first loss calls
+lp = torch.log_softmax(torch.randn(64, 100, 30), -1).requires_grad_(True)
+tg = torch.randint(0, 30, (64, 100)); n = torch.full((64,), 100)
+AlignmentLoss()(lp, tg, n, n).backward()
+bags = torch.log_softmax(torch.randn(256, 50, 50), -1).requires_grad_(True)
+MatchingLoss()(bags, torch.randint(0, 50, (256, 50))).backward()
+after = median_step({n})
+print(json.dumps({{"before": before, "after": after}}))
+"""
+
+
+def bench_training_step(s: Sizes) -> list[Row]:
+    """A seq2seq training step before and after the first loss calls, in a fresh process.
+
+    Guards against the library leaving threads behind that compete with torch (e.g.
+    spinning OpenMP/numba workers): the same step must not get slower.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from ._timing import Timing
+
+    T, H, n = (16, 32, 5) if s.repeats <= 3 else (32, 128, 40)
+    done = subprocess.run(
+        [sys.executable, "-c", _STEP_SCRIPT.format(T=T, H=H, n=n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    nan = np.array([np.nan])
+
+    def timing(seconds: float) -> Timing:
+        return Timing(np.array([seconds]), nan)
+
+    return [
+        Row(
+            f"seq2seq training step (GRU {H}, T={T}) after the first loss calls",
+            timing(result["after"]),
+            "the same step before any loss call",
+            timing(result["before"]),
+            Target(1.1, "<= 1.1 (no slowdown)"),
+            f"median of {n} steps each, fresh process, torch {torch.get_num_threads()} "
+            "threads, OMP_WAIT_POLICY as in the environment",
+        )
     ]
 
 
@@ -340,7 +572,8 @@ def run(quick: bool = False, repeats: int | None = None) -> list[Row]:
     sizes = QUICK if quick else Sizes()
     if repeats is not None:
         sizes = Sizes(**{**sizes.__dict__, "repeats": repeats})
-    rows = bench_matching(sizes) + bench_alignment(sizes)
+    rows = bench_matching(sizes) + bench_alignment(sizes) + bench_alignment_large(sizes)
+    rows += bench_training_step(sizes)
     print(format_table("== losses ==", rows))
     return rows
 

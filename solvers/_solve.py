@@ -201,7 +201,11 @@ def solve(
             read $|v| \\ge 10^{20}$ as infinite and drop $|a_{ij}| < 10^{-9}$).
         ValueError: bad `time_limit` or `options` (naming the argument).
     """
-    return Solver(problem, backend, time_limit=time_limit, options=options).solve()
+    solver = Solver(problem, backend, time_limit=time_limit, options=options)
+    try:
+        return solver.solve()
+    finally:
+        solver._release()
 
 
 class Solver:
@@ -254,6 +258,12 @@ class Solver:
             # The backend refused the model (e.g. HiGHS treats |a_ij| >= 1e15 as infinite):
             # report it as a status, like any other failed solve.
             self._build_error = f"{self.backend.name} could not load the problem: {exc}"
+
+    def _release(self) -> None:
+        """This solver is done (one-shot `solve`): let the backend recycle its model."""
+        if self._build_error is None:
+            model, self._model = self._model, None
+            model.release()
 
     def solve(self, c: Any = None) -> Solution:
         """Solve with the stored costs, or with new costs `c` of shape (n,)."""

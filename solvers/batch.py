@@ -28,6 +28,34 @@ def _failed(index: int, backend: str, exc: BaseException) -> Solution:
     )
 
 
+def _lost(index: int, lo: int, hi: int, backend: str, exc: BaseException) -> Solution:
+    """The chunk `lo..hi-1` never came back (its worker died, or the executor failed)."""
+    return Solution(
+        Status.ERROR,
+        backend=backend,
+        message=(
+            f"batch item {index}: the worker solving items {lo}..{hi - 1} was lost before "
+            f"returning them ({type(exc).__name__}: {exc}). Items of other chunks are "
+            "unaffected; a worker usually dies from running out of memory or a crash in "
+            "native solver code."
+        ),
+    )
+
+
+def _executor_width(executor: Executor, n_items: int) -> int:
+    """How many chunks to cut for `executor`: its worker count where it says so."""
+    width = getattr(executor, "_max_workers", None)  # concurrent.futures pools
+    client = getattr(executor, "_client", None)  # dask.distributed's ClientExecutor
+    if width is None and client is not None:
+        try:
+            width = sum(client.nthreads().values())
+        except Exception:  # an unreachable scheduler: fall back to the default below
+            width = None
+    if not isinstance(width, int) or width < 1:
+        width = 8
+    return min(width, n_items)
+
+
 def _solve_chunk(
     start: int,
     items: Sequence[Any],
@@ -100,8 +128,10 @@ def solve_batch(
             re-import the calling script: from a script, call `solve_batch` under
             `if __name__ == "__main__":` (otherwise a one-line `RuntimeError`
             says so).
-        executor: any `concurrent.futures.Executor` (e.g. a dask.distributed
-            client's executor) to run the chunks on; overrides `workers`.
+        executor: any `concurrent.futures.Executor` to run the chunks on, e.g. a
+            dask.distributed `Client(...).get_executor()`; one chunk per worker
+            thread it reports (8 when it reports none). Overrides `workers`. A chunk whose
+            worker dies comes back as ERROR solutions saying so; the others are kept.
 
     Returns:
         One `Solution` per item, in input order. Items that raise (bad costs, a
@@ -123,8 +153,9 @@ def solve_batch(
     if executor is None and (workers is None or workers == 1):
         return _solve_chunk(0, items, structure, backend, time_limit, options)
 
-    n_chunks = workers or max(1, getattr(executor, "_max_workers", 1) or 1)
-    n_chunks = min(n_chunks, len(items))
+    n_chunks = (
+        min(workers, len(items)) if executor is None else _executor_width(executor, len(items))
+    )
     bounds = np.linspace(0, len(items), n_chunks + 1).astype(int)
     own_pool = None
     if executor is None:
@@ -147,7 +178,7 @@ def solve_batch(
                     raise RuntimeError(_UNGUARDED_SCRIPT.format(workers=workers)) from exc
                 results.extend(_failed(int(i), backend, exc) for i in range(lo, hi))
             except Exception as exc:  # a worker died: lose only its own items
-                results.extend(_failed(int(i), backend, exc) for i in range(lo, hi))
+                results.extend(_lost(int(i), int(lo), int(hi), backend, exc) for i in range(lo, hi))
         return results
     finally:
         if own_pool is not None:

@@ -32,11 +32,11 @@ def _vector(value: Any, name: str, column_ok: bool = False) -> np.ndarray:
         arr = arr.reshape(-1)  # scipy accepts a right-hand side of shape (m, 1) or (1, m)
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be one-dimensional; got shape {arr.shape}.")
-    if np.isnan(arr).any():
-        raise ValueError(
-            f"`{name}` must not contain NaN (found at index {int(np.isnan(arr).argmax())})."
-        )
-    if not np.isfinite(arr).all():
+    if not np.isfinite(arr).all():  # one pass when all is well (per-call overhead)
+        if np.isnan(arr).any():
+            raise ValueError(
+                f"`{name}` must not contain NaN (found at index {int(np.isnan(arr).argmax())})."
+            )
         raise ValueError(
             f"`{name}` must contain only finite numbers; found +-inf at index "
             f"{int((~np.isfinite(arr)).argmax())}."
@@ -289,7 +289,10 @@ class LinearProgram:
     @property
     def is_mip(self) -> bool:
         """True when at least one variable is integer."""
-        return bool(self.integrality.any())
+        cache = self.__dict__
+        if "_is_mip" not in cache:
+            cache["_is_mip"] = bool(self.integrality.any())
+        return cache["_is_mip"]
 
     def stacked_constraints(self, fmt: str = "csc") -> sp.sparray:
         """`[A_ub; A_eq]` in sparse format `fmt` ("csc" or "csr"), built once and cached.
@@ -343,6 +346,10 @@ class LinearProgram:
     def residuals(self, x: np.ndarray) -> float:
         """Largest violation of any constraint or bound at `x` (0 when feasible)."""
         x = np.asarray(x, dtype=np.float64)
+        system = self._residual_system()
+        if system is not None:  # small problem: one dense product covers every row and bound
+            matrix, rhs = system
+            return max(0.0, float((matrix @ x - rhs).max()))
         worst = max(0.0, float(np.max(self.lb - x)), float(np.max(x - self.ub)))
         if self.n_ub or self.n_eq:
             activity = self.stacked_constraints("csr") @ x  # one product for both row kinds
@@ -351,6 +358,30 @@ class LinearProgram:
             if self.n_eq:
                 worst = max(worst, float(np.max(np.abs(activity[self.n_ub :] - self.b_eq))))
         return worst
+
+    def _residual_system(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Dense `(M, r)` with `max(M @ x - r)` the largest violation, for small problems.
+
+        Rows: `-x <= -lb`, `x <= ub`, `A_ub x <= b_ub`, `A_eq x <= b_eq` and
+        `-A_eq x <= -b_eq`. Checking a solution then takes three numpy calls instead of
+        a dozen plus a sparse product (per-call overhead of small solves). None when the
+        dense matrix would be large. Cached with the stacked matrix (shared by `with_costs`).
+        """
+        cache = self.__dict__.setdefault("_stacked", {})
+        if "residual_system" not in cache:
+            n, m_ub, m_eq = self.n_vars, self.n_ub, self.n_eq
+            system = None
+            if (2 * n + m_ub + 2 * m_eq) * n <= 8192:
+                eye = np.eye(n)
+                rows = [-eye, eye]
+                if m_ub or m_eq:
+                    stacked = self.stacked_constraints("csr").toarray()
+                    rows += [stacked, -stacked[m_ub:]]
+                matrix = np.vstack(rows)
+                rhs = np.concatenate([-self.lb, self.ub, self.b_ub, self.b_eq, -self.b_eq])
+                system = (matrix, rhs)
+            cache["residual_system"] = system
+        return cache["residual_system"]
 
     def rhs_scale(self) -> float:
         """`1 + max |b|` over both right-hand sides: the scale of feasibility tolerances."""

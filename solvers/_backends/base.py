@@ -29,6 +29,9 @@ class Model(abc.ABC):
     def solve(self, c: np.ndarray | None = None) -> Solution:
         """Solve, optionally with new costs `c` (same shape as the original)."""
 
+    def release(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """The model will not be solved again: the backend may recycle its resources."""
+
 
 class Backend(abc.ABC):
     """One solver behind the common interface.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -74,11 +75,57 @@ def _new_highs():
     return h
 
 
+# One idle Highs instance per thread, recycled by one-shot solves (`solvers.solve`):
+# constructing and destroying a Highs object cost more than a 10-variable solve's own
+# bookkeeping (per-call overhead, measured in `make bench`). Only instances whose options
+# were never changed from the defaults (bar output_flag) are recycled.
+_IDLE = threading.local()
+
+
+def _take_highs():
+    h = getattr(_IDLE, "highs", None)
+    if h is None:
+        return _new_highs()
+    _IDLE.highs = None
+    return h
+
+
 def _check(call_status: Any, what: str) -> None:
     import highspy
 
     if call_status == highspy.HighsStatus.kError:
         raise RuntimeError(f"HiGHS {what} returned kError")
+
+
+def _lp_arrays(problem: LinearProgram) -> tuple[np.ndarray, ...]:
+    """The constraint arrays HiGHS takes (CSC start/index/value, row bounds), built once.
+
+    Cached next to the stacked matrix, which problems derived with `with_costs` share,
+    so a batch of cost vectors converts the structure once (per-call overhead).
+    """
+    cache = problem.__dict__.setdefault("_stacked", {})
+    arrays = cache.get("highs")
+    if arrays is None:
+        A = problem.stacked_constraints("csc")
+        arrays = (
+            A.indptr.astype(np.int32),
+            A.indices.astype(np.int32),
+            np.asarray(A.data, dtype=np.float64),
+            np.concatenate([np.full(problem.n_ub, -np.inf), problem.b_eq]),
+            np.concatenate([problem.b_ub, problem.b_eq]),
+        )
+        cache["highs"] = arrays
+    return arrays
+
+
+class _InfoValues:
+    """Attribute access to single HiGHS info values, fetched on demand."""
+
+    def __init__(self, h: Any) -> None:
+        self._h = h
+
+    def __getattr__(self, name: str) -> Any:
+        return self._h.getInfoValue(name)[1]
 
 
 class HighsModel(Model):
@@ -94,11 +141,13 @@ class HighsModel(Model):
 
         self.problem = problem
         self.warm_start = warm_start
-        self.highs = h = _new_highs()
         settings: dict[str, Any] = {"output_flag": False}
         if time_limit is not None:
             settings["time_limit"] = float(time_limit)
         settings.update(options)
+        # Default options only: such an instance can be recycled after a one-shot solve.
+        self._recyclable = len(settings) == 1
+        self.highs = h = _take_highs() if self._recyclable else _new_highs()
         for name, value in settings.items():
             if h.setOptionValue(name, value) == highspy.HighsStatus.kError:
                 raise ValueError(f"`options`: HiGHS rejected option {name}={value!r}.")
@@ -107,23 +156,24 @@ class HighsModel(Model):
         # structures of training it cost more than the solve (measured in `make bench`).
         self._resolve_presolve = None if "presolve" in settings else "off"
 
-        lp = highspy.HighsLp()
         n = problem.n_vars
-        A = problem.stacked_constraints("csc")
+        start, index, value, row_lower, row_upper = _lp_arrays(problem)
+        lp = highspy.HighsLp()
         lp.num_col_ = n
-        lp.num_row_ = A.shape[0]
+        lp.num_row_ = row_lower.shape[0]
         lp.col_cost_ = problem.c
         lp.col_lower_ = problem.lb
         lp.col_upper_ = problem.ub
-        lp.row_lower_ = np.concatenate([np.full(problem.n_ub, -np.inf), problem.b_eq])
-        lp.row_upper_ = np.concatenate([problem.b_ub, problem.b_eq])
+        lp.row_lower_ = row_lower
+        lp.row_upper_ = row_upper
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.num_col_ = n
-        lp.a_matrix_.num_row_ = A.shape[0]
-        lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = A.indices.astype(np.int32)
-        lp.a_matrix_.value_ = A.data
-        if problem.is_mip:
+        lp.a_matrix_.num_row_ = row_lower.shape[0]
+        lp.a_matrix_.start_ = start
+        lp.a_matrix_.index_ = index
+        lp.a_matrix_.value_ = value
+        self._is_mip = problem.is_mip
+        if self._is_mip:
             kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
             lp.integrality_ = [kinds[int(k)] for k in problem.integrality]
         _check(h.passModel(lp), "passModel")
@@ -139,7 +189,8 @@ class HighsModel(Model):
             )
             if not self.warm_start:
                 h.clearSolver()  # a cold solve beat a warm start after changing all costs
-            if self._resolve_presolve and not self.problem.is_mip:
+            if self._resolve_presolve and not self._is_mip:
+                self._recyclable = False
                 h.setOptionValue("presolve", self._resolve_presolve)
                 self._presolve, self._resolve_presolve = self._resolve_presolve, None
         start = time.perf_counter()
@@ -162,6 +213,7 @@ class HighsModel(Model):
         status = _STATUS_MAP.get(raw_name, Status.ERROR)
         if status is Status.INFEASIBLE_OR_UNBOUNDED and self._presolve != "off":
             # Presolve cannot tell the two apart; a run without it can.
+            self._recyclable = False
             h.setOptionValue("presolve", "off")
             h.clearSolver()
             h.run()
@@ -170,12 +222,15 @@ class HighsModel(Model):
             raw = h.modelStatusToString(h.getModelStatus())
             status = _STATUS_MAP.get(raw_name, Status.ERROR)
             elapsed = time.perf_counter() - start
-        info = h.getInfo()
+        # Single getInfoValue calls: getInfo() copies the whole HighsInfo struct, which cost
+        # more than all the rest of a small re-solve's bookkeeping (per-call overhead).
+        info = _InfoValues(h)
         summary = STATUS_MESSAGES[status]
         if status is Status.TIME_LIMIT and raw_name != "kTimeLimit":
             summary = f"HiGHS stopped at a limit ({raw}) before optimality was proven."
         message = f"{summary} (HiGHS {raw_name}: {raw})"
         problem = self.problem
+        is_mip = self._is_mip
         x = duals_ub = duals_eq = None
         objective = {Status.INFEASIBLE: np.inf, Status.UNBOUNDED: -np.inf}.get(status, np.nan)
         extra: dict[str, Any] = {"raw_status": raw_name}
@@ -184,7 +239,7 @@ class HighsModel(Model):
             sol = h.getSolution()
             x = np.array(sol.col_value, dtype=np.float64)
             objective = float(info.objective_function_value)
-            if problem.is_mip:
+            if is_mip:
                 extra["mip_gap"] = float(info.mip_gap)
                 extra["mip_dual_bound"] = float(info.mip_dual_bound)
                 extra["mip_node_count"] = int(info.mip_node_count)
@@ -194,7 +249,7 @@ class HighsModel(Model):
                 duals_ub = row_dual[: problem.n_ub]
                 duals_eq = row_dual[problem.n_ub :]
                 extra["reduced_costs"] = np.array(sol.col_dual, dtype=np.float64)
-        if not problem.is_mip:
+        if not is_mip:
             extra["iterations"] = int(info.simplex_iteration_count) + int(info.ipm_iteration_count)
             if status is Status.INFEASIBLE:
                 _add_farkas(h, problem, extra)
@@ -209,6 +264,12 @@ class HighsModel(Model):
             solve_time=elapsed,
             info=extra,
         )
+
+    def release(self) -> None:
+        """Hand the Highs instance to the next one-shot solve on this thread (if clean)."""
+        h, self.highs = self.highs, None
+        if h is not None and self._recyclable and getattr(_IDLE, "highs", None) is None:
+            _IDLE.highs = h
 
 
 # HiGHS' defaults: infinite_cost, infinite_bound, small_matrix_value, large_matrix_value.

@@ -17,17 +17,19 @@ Torch-free: numpy, scipy, networkx (imported when used) and, optionally, numba
 from __future__ import annotations
 
 from ._common import ENGINE_ENV_VAR, numba_available, resolve_engine
-from .alignment import alignment, alignment_batch, alignment_lp
-from .assignment import assignment, assignment_batch, assignment_lp
+from .alignment import alignment, alignment_batch, alignment_batch_gather, alignment_lp
+from .assignment import assignment, assignment_batch, assignment_batch_gather, assignment_lp
 from .shortest_path import shortest_path, shortest_path_lp
 
 __all__ = [
     "ENGINE_ENV_VAR",
     "alignment",
     "alignment_batch",
+    "alignment_batch_gather",
     "alignment_lp",
     "assignment",
     "assignment_batch",
+    "assignment_batch_gather",
     "assignment_lp",
     "numba_available",
     "resolve_engine",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import BackendUnavailableError
 
-__all__ = ["ENGINE_ENV_VAR", "Engine", "numba_available", "resolve_engine"]
+__all__ = ["ENGINE_ENV_VAR", "Engine", "numba_available", "resolve_engine", "run_chunks"]
 
 Engine = Literal["auto", "numba", "numpy"]
 
@@ -85,3 +89,75 @@ def as_lengths(value: Any, name: str, batch: int, upper: int) -> np.ndarray:
         b = int(bad.argmax())
         raise ValueError(f"`{name}` must lie in [0, {upper}]; item {b} has {int(out[b])}.")
     return out
+
+
+# Below this much work (cells of cost matrices) per thread, the hand-off costs more than it saves.
+_MIN_CELLS_PER_THREAD = 50_000
+_MAX_THREADS = 8
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but none of its threads: submitting to it
+    # would wait forever. The child builds its own pool on first use.
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="combinatorial")
+        return _POOL
+
+
+def run_chunks(
+    kernel: Callable[[int, int], object],
+    batch: int,
+    cells_per_item: int,
+    threads: int | None = None,
+) -> None:
+    """Call `kernel(lo, hi)` on contiguous slices covering `range(batch)`.
+
+    The kernels release the GIL, so the slices run at the same time in a small pool
+    of Python threads (the calling thread takes the first slice). Idle pool threads
+    block on a queue: unlike OpenMP or numba's parallel workers they never spin, so
+    they take no CPU from torch between calls.
+
+    Args:
+        kernel: writes the results of items `lo..hi-1` in place.
+        batch: number of items.
+        cells_per_item: work per item (e.g. cost-matrix cells), to size the slices.
+        threads: number of slices; None picks up to `os.cpu_count()` (at most 8),
+            at least `50_000` cells per slice; 1 runs serially.
+
+    Raises:
+        ValueError: naming `threads` when it is not a positive integer or None.
+    """
+    if threads is None:
+        threads = min(
+            os.cpu_count() or 1,
+            _MAX_THREADS,
+            max(1, batch * cells_per_item // _MIN_CELLS_PER_THREAD),
+        )
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"`threads` must be a positive integer or None; got {threads!r}.")
+    threads = max(1, min(threads, batch))
+    if threads == 1:
+        kernel(0, batch)
+        return
+    edges = np.linspace(0, batch, threads + 1).astype(int)
+    slices = [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
+    pool = _thread_pool(threads - 1)
+    futures = [pool.submit(kernel, lo, hi) for lo, hi in slices[1:]]
+    try:
+        kernel(*slices[0])
+    finally:
+        for future in futures:
+            future.result()

@@ -5,39 +5,22 @@ when the numba engine is selected, so `import solvers` never loads numba. Kernel
 are compiled with `cache=True`: the first call in a fresh environment compiles
 (a few seconds), later processes load the cached machine code.
 
+Every kernel is serial and releases the GIL (`nogil=True`) and works on a slice
+`lo..hi` of a batch; the callers split a batch over a few Python threads
+(`solvers.combinatorial._common.run_chunks`). No kernel uses numba's parallel
+(OpenMP/TBB) thread pool: its workers spin after each call and take cores from the
+torch work around a loss (measured: a 5x slower seq2seq step).
+
 The numpy fallbacks in `alignment.py` perform the same floating-point operations
 in the same order, so both engines return bit-identical results.
 """
 
 from __future__ import annotations
 
-import threading
-
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-__all__ = ["nw_batch", "nw_batch_serial", "run_nw_batch"]
-
-# numba's fallback "workqueue" threading layer aborts the process when two Python threads
-# launch parallel kernels at once; they would only compete for the same cores anyway.
-_PARALLEL_LOCK = threading.Lock()
-
-
-def run_nw_batch(*args, parallel: bool | None = None) -> None:
-    """Run `nw_batch` (parallel) or its serial twin on `args`.
-
-    `parallel=None` picks the parallel kernel when there are several items and numba
-    has more than one thread.
-    """
-    if parallel is None:
-        parallel = args[0].shape[0] > 1 and numba.get_num_threads() > 1
-    if parallel:
-        with _PARALLEL_LOCK:
-            nw_batch(*args)
-    else:
-        nw_batch_serial(*args)
-
+__all__ = ["LSAP_BAD", "LSAP_INFEASIBLE", "LSAP_OK", "lsap_dense", "lsap_gather", "nw_batch"]
 
 # Move codes shared with the numpy engine (see alignment.py).
 _MATCH = 0
@@ -47,10 +30,11 @@ _COL_GAP = 2
 
 @njit(cache=True, nogil=True)
 def _nw_item(
-    b, sub_costs, row_gap, col_gap, n, m, values, match, n_row_gaps, n_col_gaps, moves, bad
+    b, table, tokens, row_gap, col_gap, n, m, values, row_match, n_row_gaps, n_col_gaps, moves, bad
 ):  # pragma: no cover - compiled; covered through the public functions
-    """DP and traceback of item `b` (a separate serial function: numba's parfor pass
-    slows this loop nest down ~20x when it is inlined into the prange body)."""
+    """DP and traceback of item `b`; the substitution cost of (i, j) is
+    `table[b, i, tokens[b, j]]` (`tokens` may have one row for the whole batch)."""
+    tok_row = b if tokens.shape[0] > 1 else 0
     # Back-pointers for the traceback; the DP values only need two rolling rows.
     ptr = np.empty((n + 1, m + 1), dtype=np.uint8)
     prev = np.empty(m + 1, dtype=np.float64)
@@ -69,7 +53,7 @@ def _nw_item(
         cur[0] = prev[0] + rg
         ptr[i, 0] = _ROW_GAP
         for j in range(1, m + 1):
-            s = sub_costs[b, i - 1, j - 1]
+            s = np.float64(table[b, i - 1, tokens[tok_row, j - 1]])
             check += s - s
             # Ties keep the earlier candidate: match, then row gap, then column gap.
             best = prev[j - 1] + s
@@ -89,6 +73,8 @@ def _nw_item(
     bad[b] = check != 0.0
 
     # Traceback from (n, m); moves are recorded backwards, then reversed in place.
+    for k in range(row_match.shape[1]):
+        row_match[b, k] = -1
     i = n
     j = m
     length = 0
@@ -99,71 +85,425 @@ def _nw_item(
         if p == _MATCH:
             i -= 1
             j -= 1
-            match[b, i, j] = True
+            row_match[b, i] = j
         elif p == _ROW_GAP:
             i -= 1
             rows_skipped += 1
         else:
             j -= 1
             cols_skipped += 1
-        moves[b, length] = p
+        if moves.shape[0] > 0:
+            moves[b, length] = p
         length += 1
-    for k in range(length // 2):
-        tmp = moves[b, k]
-        moves[b, k] = moves[b, length - 1 - k]
-        moves[b, length - 1 - k] = tmp
-    for k in range(length, moves.shape[1]):
-        moves[b, k] = -1
+    if moves.shape[0] > 0:
+        for k in range(length // 2):
+            tmp = moves[b, k]
+            moves[b, k] = moves[b, length - 1 - k]
+            moves[b, length - 1 - k] = tmp
+        for k in range(length, moves.shape[1]):
+            moves[b, k] = -1
     n_row_gaps[b] = rows_skipped
     n_col_gaps[b] = cols_skipped
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def nw_batch(
-    sub_costs, row_gap, col_gap, n_len, m_len, values, match, n_row_gaps, n_col_gaps, moves, bad
+    table,
+    tokens,
+    row_gap,
+    col_gap,
+    n_len,
+    m_len,
+    lo,
+    hi,
+    values,
+    row_match,
+    n_row_gaps,
+    n_col_gaps,
+    moves,
+    bad,
 ):  # pragma: no cover - compiled; covered through the public functions
-    """Needleman-Wunsch DP and traceback for every item of a batch, in parallel.
+    """Needleman-Wunsch DP and traceback for items lo..hi-1 of a batch.
 
-    Inputs: sub_costs (B, N, M) float64; row_gap (B, N), col_gap (B, M) float64;
-    n_len, m_len (B,) int64. Outputs (written in place): values (B,) float64;
-    match (B, N, M) bool, zero-initialised; n_row_gaps, n_col_gaps (B,) int64;
-    moves (B, N + M) int8 (the path from (0, 0): 0 match, 1 row gap, 2 column gap,
-    then -1); bad (B,) bool, True when a cost read by the item is not finite.
+    Inputs: table (B, N, V) float32 or float64 and tokens (B, M) or (1, M) int64: the
+    substitution cost of row i and column j of item b is `table[b, i, tokens[b, j]]`
+    (a dense (B, N, M) cost array with `tokens = arange(M)[None]`, or (B, T, C)
+    per-token costs with the target sequences, gathered here instead of copied);
+    row_gap (B, N), col_gap (B, M) float64; n_len, m_len (B,) int64. Outputs (written
+    in place): values (B,) float64; row_match (B, N) int64, the column aligned with
+    each row or -1; n_row_gaps, n_col_gaps (B,) int64; moves (B, N + M) int8 (the
+    path from (0, 0): 0 match, 1 row gap, 2 column gap, then -1), or a (0, 0) array
+    to skip it; bad (B,) bool, True when a cost read by the item is not finite.
     """
-    for b in prange(sub_costs.shape[0]):
+    for b in range(lo, hi):
         _nw_item(
             b,
-            sub_costs,
+            table,
+            tokens,
             row_gap,
             col_gap,
             n_len[b],
             m_len[b],
             values,
-            match,
+            row_match,
             n_row_gaps,
             n_col_gaps,
             moves,
             bad,
         )
+
+
+# --------------------------------------------------------------------------- assignment
+# Status codes of an assignment item.
+LSAP_OK = 0
+LSAP_INFEASIBLE = 1  # the allowed (finite) pairs leave no matching of the smaller side
+LSAP_BAD = 2  # a cost read by the item is NaN or the wrong infinity
 
 
 @njit(cache=True, nogil=True)
-def nw_batch_serial(
-    sub_costs, row_gap, col_gap, n_len, m_len, values, match, n_row_gaps, n_col_gaps, moves, bad
-):  # pragma: no cover - compiled; covered through the public functions
-    """`nw_batch` on the calling thread only (one item, or numba limited to one thread)."""
-    for b in range(sub_costs.shape[0]):
-        _nw_item(
-            b,
-            sub_costs,
-            row_gap,
-            col_gap,
-            n_len[b],
-            m_len[b],
-            values,
-            match,
-            n_row_gaps,
-            n_col_gaps,
-            moves,
-            bad,
-        )
+def _jv_init(c, n, col4row, u, v, row4col, free):  # pragma: no cover - compiled
+    """Jonker-Volgenant start for a square n x n item: returns False when a row is all +inf.
+
+    Column reduction (v = column minima, each column offered to its cheapest row),
+    reduction transfer, then two passes of augmenting row reduction over the free rows
+    (a row takes its cheapest column under the current v, lowering that column's v to
+    its second-cheapest price when the two differ). Every matched row ends on a column
+    of minimum reduced cost, so `u = min_j (c - v)` is a feasible dual that is tight
+    on the matching, which is all the shortest-path phase needs. The number of
+    reduction steps is capped, so float rounding cannot make it cycle.
+    """
+    for i in range(n):
+        col4row[i] = -1
+    for j in range(n - 1, -1, -1):
+        best = np.inf
+        best_i = -1
+        for i in range(n):
+            if c[i, j] < best:
+                best = c[i, j]
+                best_i = i
+        v[j] = best if best_i >= 0 else 0.0
+        row4col[j] = -1
+        if best_i >= 0 and col4row[best_i] < 0:
+            col4row[best_i] = j
+            row4col[j] = best_i
+    # Reduction transfer: a matched row's column gets cheaper by the row's margin.
+    n_free = 0
+    for i in range(n):
+        j1 = col4row[i]
+        if j1 < 0:
+            free[n_free] = i
+            n_free += 1
+            continue
+        mu = np.inf
+        for j in range(n):
+            if j != j1:
+                h = c[i, j] - v[j]
+                if h < mu:
+                    mu = h
+        if mu < np.inf:
+            v[j1] -= mu
+    for _ in range(2):
+        k = 0
+        previous = n_free
+        n_free = 0
+        steps = 0
+        while k < previous:
+            i = free[k]
+            k += 1
+            steps += 1
+            u1 = np.inf
+            u2 = np.inf
+            j1 = -1
+            j2 = -1
+            for j in range(n):
+                h = c[i, j] - v[j]
+                if h < u2:
+                    if h >= u1:
+                        u2 = h
+                        j2 = j
+                    else:
+                        u2 = u1
+                        j2 = j1
+                        u1 = h
+                        j1 = j
+            if j1 < 0:  # no allowed column: the item is infeasible
+                return False
+            lower = u1 < u2 and u2 < np.inf
+            i0 = row4col[j1]
+            if lower:
+                v[j1] -= u2 - u1
+            elif i0 >= 0 and j2 >= 0 and u2 == u1:
+                j1 = j2
+                i0 = row4col[j1]
+            row4col[j1] = i
+            col4row[i] = j1
+            if i0 >= 0:
+                col4row[i0] = -1
+                if lower and steps < 4 * n:
+                    k -= 1
+                    free[k] = i0
+                else:
+                    free[n_free] = i0
+                    n_free += 1
+    for i in range(n):
+        j1 = col4row[i]
+        if j1 >= 0:
+            u[i] = c[i, j1] - v[j1]
+        else:
+            best = np.inf
+            for j in range(n):
+                h = c[i, j] - v[j]
+                if h < best:
+                    best = h
+            if best == np.inf:
+                return False
+            u[i] = best
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _lsap_core(
+    c, n, m, col4row, u, v, shortest, path, row4col, remaining, scanned_rows, scanned_cols
+):  # pragma: no cover - compiled
+    """Minimum-cost matching of all n rows of c[:n, :m] (n <= m, +inf = forbidden).
+
+    A square item starts from `_jv_init`; a rectangular one from row reduction
+    (u = row minima, v = 0) and a greedy pass matching the rows whose cheapest column
+    is still free. Every row left unmatched is then matched by one shortest augmenting
+    path (Dijkstra on reduced costs, dual update, augmentation), which keeps the
+    columns never matched at v = 0 as the rectangular LP dual requires. Ties are
+    broken by scan order, so the result is deterministic. Returns 0, or 1 when no
+    complete matching exists.
+    """
+    if n == m:
+        # `remaining` doubles as the free-row list of the start.
+        if not _jv_init(c, n, col4row, u, v, row4col, remaining):
+            return 1
+    else:
+        for j in range(m):
+            row4col[j] = -1
+            v[j] = 0.0
+        for i in range(n):
+            best = np.inf
+            best_j = -1
+            for j in range(m):
+                if c[i, j] < best:
+                    best = c[i, j]
+                    best_j = j
+            if best_j < 0:
+                return 1
+            u[i] = best
+            if row4col[best_j] < 0:
+                row4col[best_j] = i
+                col4row[i] = best_j
+            else:
+                col4row[i] = -1
+    for cur in range(n):
+        if col4row[cur] >= 0:
+            continue
+        for j in range(m):
+            shortest[j] = np.inf
+            path[j] = -1
+            remaining[j] = m - 1 - j
+            scanned_cols[j] = False
+        for i in range(n):
+            scanned_rows[i] = False
+        n_remaining = m
+        min_val = 0.0
+        i = cur
+        sink = -1
+        while sink < 0:
+            scanned_rows[i] = True
+            lowest = np.inf
+            index = -1
+            ui = u[i]
+            for it in range(n_remaining):
+                j = remaining[it]
+                r = min_val + c[i, j] - ui - v[j]
+                if r < shortest[j]:
+                    path[j] = i
+                    shortest[j] = r
+                s = shortest[j]
+                if s < lowest or (s == lowest and row4col[j] < 0):
+                    lowest = s
+                    index = it
+            min_val = lowest
+            if min_val == np.inf:
+                return 1
+            j = remaining[index]
+            scanned_cols[j] = True
+            n_remaining -= 1
+            remaining[index] = remaining[n_remaining]
+            if row4col[j] < 0:
+                sink = j
+            else:
+                i = row4col[j]
+        u[cur] += min_val
+        for i in range(n):
+            if scanned_rows[i] and i != cur:
+                u[i] += min_val - shortest[col4row[i]]
+        for j in range(m):
+            if scanned_cols[j]:
+                v[j] -= min_val - shortest[j]
+        j = sink
+        while True:
+            i = path[j]
+            row4col[j] = i
+            nxt = col4row[i]
+            col4row[i] = j
+            j = nxt
+            if i == cur:
+                break
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _lsap_finish(b, n, m, transpose, col4row, matched):  # pragma: no cover - compiled
+    """Write item b's matching as a row -> column map (rows of the caller's orientation)."""
+    if transpose:
+        for r in range(m):
+            matched[b, col4row[r]] = r
+    else:
+        for i in range(n):
+            matched[b, i] = col4row[i]
+
+
+@njit(cache=True, nogil=True)
+def lsap_dense(
+    costs, n_len, m_len, maximize, lo, hi, matched, values, status
+):  # pragma: no cover - compiled
+    """Assignment of items lo..hi-1 of a dense batch (see `_lsap_core`).
+
+    Inputs: costs (B, N, M) float; n_len, m_len (B,) int64; maximize bool. Outputs
+    (written in place): matched (B, N) int64, pre-filled with -1, the column of each
+    matched row; values (B,) float64, the sum of the matched costs in row order;
+    status (B,) int8 (`LSAP_OK`, `LSAP_INFEASIBLE`, `LSAP_BAD`).
+    """
+    cap = max(costs.shape[1], costs.shape[2])
+    c = np.empty((cap, cap))
+    col4row = np.empty(cap, dtype=np.int64)
+    u = np.empty(cap)
+    v = np.empty(cap)
+    shortest = np.empty(cap)
+    path = np.empty(cap, dtype=np.int64)
+    row4col = np.empty(cap, dtype=np.int64)
+    remaining = np.empty(cap, dtype=np.int64)
+    scanned_rows = np.empty(cap, dtype=np.bool_)
+    scanned_cols = np.empty(cap, dtype=np.bool_)
+    for b in range(lo, hi):
+        n = n_len[b]
+        m = m_len[b]
+        values[b] = 0.0
+        status[b] = LSAP_OK
+        if n == 0 or m == 0:
+            continue
+        transpose = n > m
+        bad = False
+        for i in range(n):
+            for j in range(m):
+                x = costs[b, i, j]
+                if maximize:
+                    x = -x
+                if x != x or x == -np.inf:
+                    bad = True
+                if transpose:
+                    c[j, i] = x
+                else:
+                    c[i, j] = x
+        if bad:
+            status[b] = LSAP_BAD
+            continue
+        rows, cols = (m, n) if transpose else (n, m)
+        if _lsap_core(
+            c,
+            rows,
+            cols,
+            col4row,
+            u,
+            v,
+            shortest,
+            path,
+            row4col,
+            remaining,
+            scanned_rows,
+            scanned_cols,
+        ):
+            status[b] = LSAP_INFEASIBLE
+            continue
+        _lsap_finish(b, n, m, transpose, col4row, matched)
+        total = 0.0
+        for i in range(n):
+            j = matched[b, i]
+            if j >= 0:
+                total += costs[b, i, j]
+        values[b] = total
+
+
+@njit(cache=True, nogil=True)
+def lsap_gather(
+    scores, labels, instances, n_len, m_len, lo, hi, matched, values, status
+):  # pragma: no cover - compiled
+    """`lsap_dense` on costs gathered in place: `cost[b, l, i] = -scores[b, instances[b, i], labels[b, l]]`.
+
+    Inputs: scores (B, K, C) float32 or float64 (e.g. log-probabilities); labels (B, L)
+    and instances (B, K) int64; n_len (B,) rows (labels) and m_len (B,) columns
+    (instances) per item. Outputs as for `lsap_dense`, with values the sum of the
+    matched costs (as float64) in row order. The (B, L, K) cost tensor is never built.
+    """
+    cap = max(labels.shape[1], instances.shape[1])
+    c = np.empty((cap, cap))
+    col4row = np.empty(cap, dtype=np.int64)
+    u = np.empty(cap)
+    v = np.empty(cap)
+    shortest = np.empty(cap)
+    path = np.empty(cap, dtype=np.int64)
+    row4col = np.empty(cap, dtype=np.int64)
+    remaining = np.empty(cap, dtype=np.int64)
+    scanned_rows = np.empty(cap, dtype=np.bool_)
+    scanned_cols = np.empty(cap, dtype=np.bool_)
+    for b in range(lo, hi):
+        n = n_len[b]
+        m = m_len[b]
+        values[b] = 0.0
+        status[b] = LSAP_OK
+        if n == 0 or m == 0:
+            continue
+        transpose = n > m
+        bad = False
+        for i in range(m):
+            k = instances[b, i]
+            for l in range(n):
+                x = -np.float64(scores[b, k, labels[b, l]])
+                if x != x or x == -np.inf:
+                    bad = True
+                if transpose:
+                    c[i, l] = x
+                else:
+                    c[l, i] = x
+        if bad:
+            status[b] = LSAP_BAD
+            continue
+        rows, cols = (m, n) if transpose else (n, m)
+        if _lsap_core(
+            c,
+            rows,
+            cols,
+            col4row,
+            u,
+            v,
+            shortest,
+            path,
+            row4col,
+            remaining,
+            scanned_rows,
+            scanned_cols,
+        ):
+            status[b] = LSAP_INFEASIBLE
+            continue
+        _lsap_finish(b, n, m, transpose, col4row, matched)
+        total = 0.0
+        for l in range(n):
+            i = matched[b, l]
+            if i >= 0:
+                total += -np.float64(scores[b, instances[b, i], labels[b, l]])
+        values[b] = total

@@ -40,9 +40,9 @@ import scipy.sparse as sp
 
 from ..problem import LinearProgram
 from ..result import Solution, Status
-from ._common import as_float_array, as_lengths, resolve_engine
+from ._common import as_float_array, as_lengths, resolve_engine, run_chunks
 
-__all__ = ["alignment", "alignment_batch", "alignment_lp"]
+__all__ = ["alignment", "alignment_batch", "alignment_batch_gather", "alignment_lp"]
 
 _BACKEND = "alignment"
 _MATCH, _ROW_GAP, _COL_GAP = 0, 1, 2
@@ -167,40 +167,58 @@ def _nw_batch_numpy(
 
 
 def _nw_batch_numba(
-    sub_costs: np.ndarray,
+    table: np.ndarray,
+    tokens: np.ndarray,
     row_gap: np.ndarray,
     col_gap: np.ndarray,
     n_len: np.ndarray,
     m_len: np.ndarray,
     parallel: bool | None = None,
+    with_moves: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The compiled kernel on slices of the batch: (values, row_match, gaps..., moves, bad)."""
     # Lazy: numba is optional and slow to import.
-    from ._numba import run_nw_batch
+    from ._numba import nw_batch
 
-    if not sub_costs.flags.writeable:  # one kernel specialisation only (see _gap_array)
-        sub_costs = sub_costs.copy()
-    batch, n_max, m_max = sub_costs.shape
+    batch, n_max = table.shape[0], table.shape[1]
+    m_max = tokens.shape[1]
     values = np.empty(batch)
-    match = np.zeros((batch, n_max, m_max), dtype=bool)
+    row_match = np.empty((batch, n_max), dtype=np.int64)
     n_row_gaps = np.empty(batch, dtype=np.int64)
     n_col_gaps = np.empty(batch, dtype=np.int64)
-    moves = np.empty((batch, n_max + m_max), dtype=np.int8)
+    moves = np.empty((batch, n_max + m_max) if with_moves else (0, 0), dtype=np.int8)
     bad = np.zeros(batch, dtype=bool)
-    run_nw_batch(
-        sub_costs,
-        row_gap,
-        col_gap,
-        n_len,
-        m_len,
-        values,
-        match,
-        n_row_gaps,
-        n_col_gaps,
-        moves,
-        bad,
-        parallel=parallel,
-    )
-    return values, match, n_row_gaps, n_col_gaps, moves, bad
+
+    def kernel(lo: int, hi: int) -> None:
+        nw_batch(
+            table,
+            tokens,
+            row_gap,
+            col_gap,
+            n_len,
+            m_len,
+            lo,
+            hi,
+            values,
+            row_match,
+            n_row_gaps,
+            n_col_gaps,
+            moves,
+            bad,
+        )
+
+    threads = 1 if parallel is False else None
+    run_chunks(kernel, batch, n_max * m_max, threads)
+    return values, row_match, n_row_gaps, n_col_gaps, moves, bad
+
+
+def _dense_match(row_match: np.ndarray, m_max: int) -> np.ndarray:
+    """(B, N, M) bool indicator from each row's matched column (-1: none)."""
+    batch, n_max = row_match.shape
+    match = np.zeros((batch, n_max, m_max), dtype=bool)
+    item, row = np.nonzero(row_match >= 0)
+    match[item, row, row_match[item, row]] = True
+    return match
 
 
 def _blocks_finite(
@@ -237,10 +255,16 @@ def _run(
     parallel: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if engine == "numba":
-        *out, bad = _nw_batch_numba(sub_costs, row_gap, col_gap, n_len, m_len, parallel)
+        if not sub_costs.flags.writeable:  # one kernel specialisation only (see _gap_array)
+            sub_costs = sub_costs.copy()
+        m_max = sub_costs.shape[2]
+        tokens = np.arange(m_max, dtype=np.int64)[None, :]  # dense costs: column j is token j
+        values, row_match, n_row_gaps, n_col_gaps, moves, bad = _nw_batch_numba(
+            sub_costs, tokens, row_gap, col_gap, n_len, m_len, parallel
+        )
         if bad.any():  # the kernel flags items; find out which argument is to blame
             _blocks_finite(sub_costs, row_gap, col_gap, n_len, m_len)
-        return tuple(out)  # type: ignore[return-value]
+        return values, _dense_match(row_match, m_max), n_row_gaps, n_col_gaps, moves
     _blocks_finite(sub_costs, row_gap, col_gap, n_len, m_len)
     return _nw_batch_numpy(sub_costs, row_gap, col_gap, n_len, m_len)
 
@@ -401,7 +425,7 @@ def alignment_batch(
     using the top-left block of `sub_costs[b]`; entries outside it are padding and
     are never read (they may hold anything, NaN included). A length of 0 is allowed
     (the alignment is then all gaps). The numba engine runs one compiled DP plus
-    traceback per item, in parallel over the batch; the numpy engine sweeps
+    traceback per item, in threads over slices of the batch; the numpy engine sweeps
     anti-diagonals vectorised over the batch. Both give bit-identical results, equal
     to `alignment` on each item, with the same tie-breaking.
 
@@ -413,11 +437,10 @@ def alignment_batch(
         m_lengths: columns per item, shape (B,), integers in [0, M]; None = all M.
         engine: `"numba"`, `"numpy"` or `"auto"`; None reads
             `SOLVERS_COMBINATORIAL_ENGINE` (default `"auto"`).
-        parallel: numba engine only: True runs items on numba's thread pool
-            (`prange`), False on the calling thread; None (default) = parallel when
-            B > 1 and `numba.get_num_threads() > 1`. Prefer False on a machine whose
-            cores are busy with other work (see the docs' timings). Results are
-            identical either way.
+        parallel: numba engine only: None (default) or True solves slices of the batch
+            in a few Python threads (the kernel releases the GIL; idle threads sleep,
+            they never spin), for batches large enough to pay for it; False solves on
+            the calling thread. Results are identical either way.
 
     With a scalar gap cost `g`, `values` equals
     `(sub_costs * match).sum((1, 2)) + g * (n_row_gaps + n_col_gaps)` up to rounding
@@ -456,3 +479,103 @@ def alignment_batch(
         chosen, arr, row_gap, col_gap, n_len, m_len, parallel
     )
     return values, match, n_row_gaps, n_col_gaps
+
+
+def alignment_batch_gather(
+    token_costs: Any,
+    targets: Any,
+    gap_cost: Any = 1.0,
+    n_lengths: Any = None,
+    m_lengths: Any = None,
+    *,
+    engine: str | None = None,
+    parallel: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`alignment_batch` with substitution costs read from a per-token table inside the DP.
+
+    Item `b` aligns its rows (e.g. the T output positions of a sequence model) with
+    the target sequence `targets[b]`; aligning row `i` with column `j` costs
+    `token_costs[b, i, targets[b, j]]`. The compiled kernel reads that entry as the
+    DP visits the cell, so the dense (B, T, L) float64 cost tensor is never built (its
+    gather and copy cost more than the DP itself); float32 tables are widened exactly,
+    so the result equals `alignment_batch` on the gathered float64 costs bit for bit.
+
+    Args:
+        token_costs: shape (B, T, C), float32 or float64 (other dtypes are converted),
+            e.g. negative log-probabilities.
+        targets: shape (B, L), integers in [0, C) inside each item's columns (padding is
+            never read).
+        gap_cost: as in `alignment_batch`: a scalar, or `(row_gap, col_gap)` each
+            broadcasting to (B, T) and (B, L).
+        n_lengths: rows per item, shape (B,), in [0, T]; None = all T.
+        m_lengths: columns per item, shape (B,), in [0, L]; None = all L.
+        engine: as in `alignment_batch` (the numpy engine gathers the dense costs first).
+        parallel: as in `alignment_batch`.
+
+    Returns:
+        values: float64 (B,), the optimal alignment costs.
+        row_match: int64 (B, T), the column aligned with each row, or -1 (a row gap, or
+            padding).
+        n_row_gaps: int64 (B,), number of unmatched rows.
+        n_col_gaps: int64 (B,), number of unmatched columns.
+
+    Raises:
+        ValueError: naming `token_costs` (not 3-D, or NaN/inf read by an item),
+            `targets` (shape, not integers, out of range inside an item),
+            `gap_cost`, `n_lengths`/`m_lengths` or `engine`.
+    """
+    table = np.asarray(token_costs)
+    if table.dtype not in (np.float32, np.float64):
+        table = as_float_array(table, "token_costs", 3)
+    if table.ndim != 3:
+        raise ValueError(f"`token_costs` must be 3-D (B, T, C); got shape {table.shape}.")
+    table = np.ascontiguousarray(table)
+    if not table.flags.writeable:  # one kernel specialisation only (see _gap_array)
+        table = table.copy()
+    batch, n_max, n_tokens = table.shape
+    tok = np.asarray(targets)
+    if tok.ndim != 2 or tok.shape[0] != batch:
+        raise ValueError(f"`targets` must have shape ({batch}, L); got {tok.shape}.")
+    if tok.dtype.kind not in "iu":
+        raise ValueError(f"`targets` must hold integers; got dtype {tok.dtype}.")
+    m_max = tok.shape[1]
+    if isinstance(gap_cost, tuple | list) and len(gap_cost) == 2:
+        row_gap = _gap_array(gap_cost[0], "gap_cost[0] (row_gap)", (batch, n_max))
+        col_gap = _gap_array(gap_cost[1], "gap_cost[1] (col_gap)", (batch, m_max))
+    elif np.ndim(gap_cost) == 0:
+        row_gap = _gap_array(gap_cost, "gap_cost", (batch, n_max))
+        col_gap = _gap_array(gap_cost, "gap_cost", (batch, m_max))
+    else:
+        raise ValueError(
+            "`gap_cost` must be a scalar or a pair (row_gap, col_gap); "
+            f"got an array of shape {np.shape(gap_cost)}."
+        )
+    n_len = as_lengths(n_lengths, "n_lengths", batch, n_max)
+    m_len = as_lengths(m_lengths, "m_lengths", batch, m_max)
+    inside = np.arange(m_max)[None, :] < m_len[:, None]
+    out = inside & ((tok < 0) | (tok >= n_tokens))
+    if out.any():
+        b, j = (int(v) for v in np.argwhere(out)[0])
+        raise ValueError(
+            f"`targets`: item {b} position {j} holds {int(tok[b, j])}, outside [0, {n_tokens})."
+        )
+    tok = np.ascontiguousarray(np.clip(tok, 0, n_tokens - 1), dtype=np.int64)
+
+    def dense() -> np.ndarray:
+        return np.take_along_axis(table, tok[:, None, :], 2).astype(np.float64)
+
+    if resolve_engine(engine) != "numba":
+        values, match, n_row_gaps, n_col_gaps, _ = _run(
+            "numpy", dense(), row_gap, col_gap, n_len, m_len
+        )
+        row_match = np.where(match.any(2), match.argmax(2), -1)
+        return values, row_match, n_row_gaps, n_col_gaps
+    values, row_match, n_row_gaps, n_col_gaps, _, bad = _nw_batch_numba(
+        table, tok, row_gap, col_gap, n_len, m_len, parallel, with_moves=False
+    )
+    if bad.any():
+        try:
+            _blocks_finite(dense(), row_gap, col_gap, n_len, m_len)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("`sub_costs`", "`token_costs`")) from None
+    return values, row_match, n_row_gaps, n_col_gaps
