@@ -30,7 +30,7 @@ DOCS = ROOT / "docs"
 API = DOCS / "api"
 PACKAGES = ("combgrad", "solvers")
 # Subpackages whose `__all__` is public although the package's `__all__` does not list them.
-EXTRA_NAMESPACES = ("solvers.combinatorial",)
+EXTRA_NAMESPACES = ("solvers.combinatorial", "solvers.oracles")
 BLOCK_TIMEOUT_S = 300
 MAX_SKIPPED_BLOCKS = 3
 
