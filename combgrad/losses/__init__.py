@@ -27,6 +27,7 @@ _EXPORTS = {
     "fenchel_young_loss": "fenchel_young",
     "NCELoss": "nce",
     "nce_loss": "nce",
+    "SolutionPool": "nce",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -142,7 +142,7 @@ class NCELoss(nn.Module):
         reduction: `"mean"` (over items), `"sum"` or `"none"`.
 
     Attributes:
-        pool: the [SolutionPool][combgrad.losses.nce.SolutionPool].
+        pool: the [SolutionPool][combgrad.losses.SolutionPool].
 
     Shape:
         `pred_costs`, `true_solutions`: `(B, n)` or `(n,)`. Output: scalar, or `(B,)` with
