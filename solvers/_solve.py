@@ -94,7 +94,9 @@ def _verify(
     if x is None or x.shape != problem.c.shape or not np.isfinite(x).all():
         reason = "the reported solution is missing or not finite"
     else:
-        activity = problem.stacked_constraints("csr") @ x if problem.n_ub or problem.n_eq else None
+        activity = None
+        if check_duals and sol.duals_ub is not None and (problem.n_ub or problem.n_eq):
+            activity = problem.stacked_constraints("csr") @ x  # shared with the dual check
         absolute, relative = primal_residuals(problem, x, per_row, activity)
         sol.info["primal_residual"] = absolute
         sol.info["relative_primal_residual"] = relative
