@@ -35,6 +35,8 @@ from torch.autograd.function import once_differentiable
 import solvers
 from solvers.cvxpy_parametric import ParametricLP
 
+from ._autograd import cached_forward_signature
+
 __all__ = ["CvxpyLayer"]
 
 _METHODS = ("perturbed", "blackbox", "imle", "nid")
@@ -211,6 +213,7 @@ def _duals(
     return fixed.duals_eq, fixed.duals_ub
 
 
+@cached_forward_signature
 class _CvxpyValue(torch.autograd.Function):
     @staticmethod
     def forward(theta, cfg, batched):  # type: ignore[override]

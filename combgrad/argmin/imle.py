@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._autograd import cached_forward_signature
 from ._common import (
     as_batch,
     check_costs,
@@ -21,6 +22,7 @@ from ._noise import check_noise, perturb
 __all__ = ["IMLE", "imle"]
 
 
+@cached_forward_signature
 class IMLE(torch.autograd.Function):
     r"""`torch.autograd.Function` behind [imle][combgrad.argmin.imle.imle].
 

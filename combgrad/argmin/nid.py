@@ -7,11 +7,13 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._autograd import cached_forward_signature
 from ._common import as_batch, check_costs, check_oracle, solve, to_cpu64
 
 __all__ = ["NegativeIdentity", "nid"]
 
 
+@cached_forward_signature
 class NegativeIdentity(torch.autograd.Function):
     r"""`torch.autograd.Function` behind [nid][combgrad.argmin.nid.nid]: forward
     $x^\star(\theta)$, backward $-g$."""

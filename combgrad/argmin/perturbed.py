@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._autograd import cached_forward_signature
 from ._common import (
     as_batch,
     check_costs,
@@ -21,6 +22,7 @@ from ._noise import check_noise, noise_score, perturb
 __all__ = ["Perturbed", "perturbed"]
 
 
+@cached_forward_signature
 class Perturbed(torch.autograd.Function):
     r"""`torch.autograd.Function` behind [perturbed][combgrad.argmin.perturbed.perturbed].
 

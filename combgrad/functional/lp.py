@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 
 import solvers
 
+from .._autograd import cached_forward_signature
 from .._compile import eager_under_compile
 
 __all__ = ["lp_value"]
@@ -109,6 +110,7 @@ def _solve_all(arrays: dict[str, np.ndarray | None], cfg: _Config):
     return values, xs, duals_ub, duals_eq
 
 
+@cached_forward_signature
 class _LPValue(torch.autograd.Function):
     @staticmethod
     def forward(c, A_ub, b_ub, A_eq, b_eq, cfg):  # type: ignore[override]

@@ -8,9 +8,12 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._autograd import cached_forward_signature
+
 __all__ = ["gather_rows"]
 
 
+@cached_forward_signature
 class _GatherRows(torch.autograd.Function):
     """`out[b, l] = table[b, index[b, l]]`, or 0 where `index[b, l] < 0`."""
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .._autograd import cached_forward_signature
 from ..argmin._common import (
     as_batch,
     check_costs,
@@ -24,6 +25,7 @@ from ._dfl import check_pair, reduce_mean
 __all__ = ["FenchelYoung", "FenchelYoungLoss", "fenchel_young_loss"]
 
 
+@cached_forward_signature
 class FenchelYoung(torch.autograd.Function):
     r"""`torch.autograd.Function` behind
     [fenchel_young_loss][combgrad.losses.fenchel_young.fenchel_young_loss].

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .._autograd import cached_forward_signature
 from ..argmin._common import as_batch, check_costs, check_oracle, solve, to_cpu64
 from ._common import check_reduction
 from ._dfl import check_pair, reduce_mean
@@ -15,6 +16,7 @@ from ._dfl import check_pair, reduce_mean
 __all__ = ["SPOPlus", "SPOPlusLoss", "spo_plus_loss"]
 
 
+@cached_forward_signature
 class SPOPlus(torch.autograd.Function):
     r"""`torch.autograd.Function` behind [spo_plus_loss][combgrad.losses.spo.spo_plus_loss].
 
