@@ -21,6 +21,7 @@ from ._common import (
     reduce_loss,
     warn_if_not_log_probs,
 )
+from ._gather import gather_rows
 from .smoothing import check_smoothing, perturbation_noise
 
 __all__ = ["AlignmentLoss", "alignment_loss"]
@@ -265,45 +266,64 @@ def alignment_loss(
     def cost_of(lp: torch.Tensor) -> torch.Tensor:
         return -lp if cost == "nll" else 1.0 - lp.exp()
 
-    token = targets.to(log_probs.device).clamp(0, C - 1)  # padding -> any class
+    token_np = targets_cpu.clamp(0, C - 1).numpy()  # padding -> any class
     with torch.no_grad():
-        picked = log_probs.gather(2, token[:, None, :].expand(B, T, L))  # log p_i(y_j)
-        sub_np = cost_of(picked).to("cpu", torch.float64).numpy()
+        # Per-token costs (B, T, C): cost(i, j) = table[b, i, targets[b, j]]. The exact
+        # kernel reads them as the DP visits each cell, so no dense (B, T, L) float64 cost
+        # tensor is built on the common (unperturbed, exact) path.
+        lp_cpu = log_probs.detach().to("cpu")
+        if lp_cpu.dtype not in (torch.float32, torch.float64):  # e.g. bfloat16: no numpy view
+            lp_cpu = lp_cpu.double()
+        # numpy, single-threaded: a torch elementwise op here is an OpenMP region.
+        table = -lp_cpu.numpy() if cost == "nll" else cost_of(lp_cpu).numpy()
         row_gap_np = None
         if blank is not None:  # an unmatched position pays gap + the cost of emitting blank
-            row_gap_np = gap_value + cost_of(log_probs[..., blank]).to("cpu", torch.float64)
-            row_gap_np = row_gap_np.numpy()
+            row_gap_np = gap_value + table[..., blank].astype(np.float64)
     # Padding may hold anything; an -inf log-probability inside an item makes a match
     # impossible at that cell, which the DP reads as a very large finite cost.
     if may_hold_neg_inf and cost == "nll":
-        if np.isposinf(sub_np).any():
-            sub_np = np.where(np.isposinf(sub_np), _FORBIDDEN, sub_np)
+        if np.isposinf(table).any():
+            table = np.where(np.isposinf(table), table.dtype.type(_FORBIDDEN), table)
         if row_gap_np is not None and np.isposinf(row_gap_np).any():
             row_gap_np = np.where(np.isposinf(row_gap_np), _FORBIDDEN, row_gap_np)
     S = n_samples if sigma > 0.0 else 1
     n_np, m_np = n_len.numpy(), m_len.numpy()
-    if sigma > 0.0:
-        # S perturbed copies of every item, solved in one batched call: problem b * S + s.
-        z = perturbation_noise((B, S, T, L), noise, generator).numpy()
-        solve_sub = (sub_np[:, None] + sigma * z).reshape(B * S, T, L)
-        solve_row_gap = None if row_gap_np is None else np.repeat(row_gap_np, S, axis=0)
-        match_np, n_gaps = _solve(
-            solve_sub, gap_value, solve_row_gap, np.repeat(n_np, S), np.repeat(m_np, S),
-            solver, backend,
-        )  # fmt: skip
-        noise_value = sigma * np.where(match_np, z.reshape(B * S, T, L), 0.0).sum((1, 2))
-        noise_value = noise_value.reshape(B, S).mean(1)
+    noise_value = None
+    if sigma == 0.0 and solver == "exact":  # the common case: costs read from the table
+        gap_arg = gap_value if row_gap_np is None else (row_gap_np, gap_value)
+        _, row_match, row_gaps, col_gaps = solvers.alignment_batch_gather(
+            table, token_np, gap_arg, n_np, m_np
+        )
+        n_gaps = row_gaps + col_gaps
     else:
-        match_np, n_gaps = _solve(sub_np, gap_value, row_gap_np, n_np, m_np, solver, backend)
-        noise_value = None
+        sub_np = np.take_along_axis(table, token_np[:, None, :], 2).astype(np.float64)
+        if sigma > 0.0:
+            # S perturbed copies of every item, solved in one batched call: problem b * S + s.
+            z = perturbation_noise((B, S, T, L), noise, generator).numpy()
+            solve_sub = (sub_np[:, None] + sigma * z).reshape(B * S, T, L)
+            solve_row_gap = None if row_gap_np is None else np.repeat(row_gap_np, S, axis=0)
+            match_np, n_gaps = _solve(
+                solve_sub, gap_value, solve_row_gap, np.repeat(n_np, S), np.repeat(m_np, S),
+                solver, backend,
+            )  # fmt: skip
+            noise_value = sigma * np.where(match_np, z.reshape(B * S, T, L), 0.0).sum((1, 2))
+            noise_value = noise_value.reshape(B, S).mean(1)
+        else:
+            match_np, n_gaps = _solve(sub_np, gap_value, row_gap_np, n_np, m_np, solver, backend)
+        # (B*S, T) column matched by each row, or -1 (argmax needs L > 0)
+        row_match = np.where(match_np.any(2), match_np.argmax(2) if L else 0, -1)
     # A path through a forbidden cell (or a forbidden unmatched position) is infinite.
-    in_item = np.arange(T)[None, :] < np.repeat(n_np, S)[:, None]  # (B*S, T)
-    unmatched = in_item & ~match_np.any(2)
-    sub_rep = sub_np if S == 1 else np.repeat(sub_np, S, axis=0)
-    bad = (match_np & (sub_rep >= _FORBIDDEN)).any((1, 2))
+    item_of = np.repeat(np.arange(B), S)  # the item of each problem
+    in_item = np.arange(T)[None, :] < n_np[item_of][:, None]  # (B*S, T)
+    matched = row_match >= 0
+    unmatched = in_item & ~matched
+    # (B*S, T) token matched by each position (any token where unmatched; L may be 0)
+    lookup = token_np if L else np.zeros((B, 1), dtype=token_np.dtype)
+    token_at = np.take_along_axis(lookup[item_of], np.maximum(row_match, 0), 1)
+    matched_cost = table[item_of[:, None], np.arange(T)[None, :], token_at]  # (B*S, T)
+    bad = (matched & (matched_cost >= _FORBIDDEN)).any(1)
     if row_gap_np is not None:
-        gap_rep = row_gap_np if S == 1 else np.repeat(row_gap_np, S, axis=0)
-        bad |= (unmatched & (gap_rep >= _FORBIDDEN)).any(1)
+        bad |= (unmatched & (row_gap_np[item_of] >= _FORBIDDEN)).any(1)
     infeasible = bad.reshape(B, S).any(1)
     if infeasible.any() and not zero_infinity:
         b = int(np.flatnonzero(infeasible)[0])
@@ -313,25 +333,24 @@ def alignment_loss(
         )
     if infeasible.any():  # zero_infinity: drop the item's path, so its loss and gradient are 0
         drop = np.repeat(infeasible, S)
-        match_np = match_np & ~drop[:, None, None]
+        matched = matched & ~drop[:, None]
         unmatched = unmatched & ~drop[:, None]
         n_gaps = np.where(drop, 0, n_gaps)
         if noise_value is not None:
             noise_value = np.where(infeasible, 0.0, noise_value)
     # The loss sums the matched cells, gathered straight from `log_probs`: its gradient is
     # the optimal path's match indicator, with no dense (B, T, L) cost tensor in the graph.
-    cell = np.flatnonzero(match_np)  # flat (problem, position, token) indices of the matches
-    row, tok = np.divmod(cell, L)  # row = problem * T + position
-    problem = row // T
-    item_np = problem // S
-    token_np = token.cpu().numpy()
-    flat = torch.from_numpy((item_np * T + row % T) * C + token_np[item_np, tok])
-    flat = flat.to(log_probs.device)
-    item = torch.from_numpy(item_np).to(log_probs.device)
-    matched_lp = log_probs.reshape(-1)[flat]
+    flat_np = np.where(matched, np.arange(T)[None, :] * C + token_at, -1).reshape(B, S * T)
+    flat = torch.from_numpy(flat_np).to(log_probs.device)
+    table_t = log_probs.reshape(B, T * C)
+    if S == 1:  # each (position, token) cell is picked at most once: a scatter backward
+        picked = gather_rows(table_t, flat)  # 0 where unmatched
+    else:  # perturbed copies may pick one cell several times: an accumulating gather
+        picked = table_t.gather(1, flat.clamp(min=0)).masked_fill(flat < 0, 0.0)
     gaps = np.asarray(n_gaps).reshape(B, S).sum(1)
     gaps = torch.from_numpy(gaps).to(device=log_probs.device, dtype=log_probs.dtype)
-    per_item = log_probs.new_zeros(B).index_add(0, item, cost_of(matched_lp)) + gap_cost * gaps
+    # cost_of(0) is 0 for both costs, so the unmatched positions add nothing.
+    per_item = cost_of(picked).sum(1) + gap_cost * gaps
     if blank is not None:
         # How often each position is left unmatched, over the S draws.
         times = torch.from_numpy(unmatched.reshape(B, S, T).sum(1)).to(log_probs.device)

@@ -19,6 +19,7 @@ from ._common import (
     reduce_loss,
     warn_if_not_log_probs,
 )
+from ._gather import gather_rows
 from .smoothing import check_smoothing, perturbation_noise
 
 __all__ = ["MatchingLoss", "matching_loss"]
@@ -52,6 +53,13 @@ _INFEASIBLE = (
 )
 
 
+def _raise_if_infeasible(values: np.ndarray, per_bag: int) -> None:
+    infeasible = ~np.isfinite(values)
+    if infeasible.any():
+        b = int(np.flatnonzero(infeasible)[0]) // per_bag
+        raise solvers.InfeasibleError(f"bag {b}: {_INFEASIBLE}.")
+
+
 def _solve(
     cost: np.ndarray, rows: np.ndarray, cols: np.ndarray, solver: str, backend: str, per_bag: int
 ) -> np.ndarray:
@@ -63,13 +71,36 @@ def _solve(
         values, matched = solvers.assignment_batch(
             cost, row_counts=rows, col_counts=cols, return_indices=True
         )
-        infeasible = ~np.isfinite(values)
-        if infeasible.any():
-            b = int(np.flatnonzero(infeasible)[0]) // per_bag
-            raise solvers.InfeasibleError(f"bag {b}: {_INFEASIBLE}.")
+        _raise_if_infeasible(values, per_bag)
         return matched
     indicator = _indicator_lp(cost, rows, cols, backend, per_bag)
     return np.where(indicator.any(2), indicator.argmax(2), -1)
+
+
+def _solve_gather(
+    log_probs: torch.Tensor,
+    compact_labels: torch.Tensor,
+    inst_order: torch.Tensor | None,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
+    """The exact, unperturbed path: matched compact instance per (bag, label), or -1.
+
+    The kernel reads cost[b, l, i] = -log_probs[b, inst_order[b, i], label l] itself, so
+    no dense (B, L, k) float64 cost tensor is built or copied.
+    """
+    scores = log_probs.detach().to("cpu")
+    if scores.dtype not in (torch.float32, torch.float64):  # e.g. bfloat16: no numpy view
+        scores = scores.double()
+    values, matched, _ = solvers.assignment_batch_gather(
+        scores.numpy(),
+        compact_labels.to("cpu").numpy(),
+        None if inst_order is None else inst_order.to("cpu").numpy(),
+        row_counts=rows,
+        col_counts=cols,
+    )
+    _raise_if_infeasible(values, 1)
+    return matched
 
 
 @eager_under_compile  # the solver is not traceable: a graph break under torch.compile
@@ -99,9 +130,10 @@ def matching_loss(
     optimal assignment's 0/1 indicator, so backpropagation is cross-entropy on the
     currently best-matching pseudo-labels, with no surrogate.
 
-    Ties are broken deterministically by `scipy.optimize.linear_sum_assignment` (or the
-    LP backend's vertex with `solver="lp"`); the indicator returned is an optimal
-    vertex, hence a valid element of the generalized gradient.
+    Ties are broken deterministically by the compiled assignment kernel of
+    `solvers.combinatorial` (or the LP backend's vertex with `solver="lp"`); the
+    indicator returned is an optimal vertex, hence a valid element of the generalized
+    gradient.
 
     **Perturbed smoothing** (`sigma > 0`). Let $\theta_b$ be the bag's
     (label, instance) cost matrix $-\log p$. The loss is then the Monte-Carlo estimate
@@ -194,30 +226,37 @@ def matching_loss(
         compact_labels = labels.gather(1, label_order).clamp(0, C - 1)  # padding -> any class
     else:  # nothing padded or masked: the common training case skips the compaction
         compact_labels = labels
-    with torch.no_grad():
-        # cost[b, l, i] = -log p(label l | instance i); valid labels and instances come first.
-        compact_lp = (
-            log_probs.gather(1, inst_order[:, :, None].expand(B, k, C)) if compacted else log_probs
-        )
-        cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L)).transpose(1, 2)
-        cost_np = cost.to("cpu", torch.float64).numpy()
     rows = n_labels.cpu().numpy()
     cols = n_inst.cpu().numpy()
     S = n_samples if sigma > 0.0 else 1
     noise_value = None
-    if sigma > 0.0:
-        # S perturbed copies of every bag, solved in one batched call: problem b * S + s.
-        z = perturbation_noise((B, S, L, k), noise, generator).numpy()
-        perturbed = (cost_np[:, None] + sigma * z).reshape(B * S, L, k)
-        matched = _solve(perturbed, np.repeat(rows, S), np.repeat(cols, S), solver, backend, S)
-        hit = matched >= 0
-        z_flat = z.reshape(B * S, L, k)
-        z_picked = np.take_along_axis(z_flat, np.maximum(matched, 0)[:, :, None], 2)[..., 0]
-        noise_value = sigma * np.where(hit, z_picked, 0.0).sum(1).reshape(B, S).mean(1)
-        matched = matched.reshape(B, S * L)
-        compact_labels = compact_labels.repeat(1, S)  # column s * L + l holds label l
+    if sigma == 0.0 and solver == "exact":  # the common case: costs read from log_probs
+        matched = _solve_gather(
+            log_probs, compact_labels, inst_order if compacted else None, rows, cols
+        )
     else:
-        matched = _solve(cost_np, rows, cols, solver, backend, 1)
+        with torch.no_grad():
+            # cost[b, l, i] = -log p(label l | instance i); valid labels and instances first.
+            compact_lp = (
+                log_probs.gather(1, inst_order[:, :, None].expand(B, k, C))
+                if compacted
+                else log_probs
+            )
+            cost = -compact_lp.gather(2, compact_labels[:, None, :].expand(B, k, L))
+            cost_np = cost.transpose(1, 2).to("cpu", torch.float64).numpy()
+        if sigma > 0.0:
+            # S perturbed copies of every bag, solved in one batched call: problem b * S + s.
+            z = perturbation_noise((B, S, L, k), noise, generator).numpy()
+            perturbed = (cost_np[:, None] + sigma * z).reshape(B * S, L, k)
+            matched = _solve(perturbed, np.repeat(rows, S), np.repeat(cols, S), solver, backend, S)
+            hit = matched >= 0
+            z_flat = z.reshape(B * S, L, k)
+            z_picked = np.take_along_axis(z_flat, np.maximum(matched, 0)[:, :, None], 2)[..., 0]
+            noise_value = sigma * np.where(hit, z_picked, 0.0).sum(1).reshape(B, S).mean(1)
+            matched = matched.reshape(B, S * L)
+            compact_labels = compact_labels.repeat(1, S)  # column s * L + l holds label l
+        else:
+            matched = _solve(cost_np, rows, cols, solver, backend, 1)
     # The loss is the sum of the matched entries, gathered straight from `log_probs`: its
     # gradient is the optimal assignment's indicator, with no dense cost tensor in the graph.
     matched_t = torch.from_numpy(matched).to(log_probs.device)  # (B, S*L) compact instance or -1
@@ -226,8 +265,12 @@ def matching_loss(
     if compacted:
         instance = inst_order.gather(1, instance)
     flat_index = instance * C + compact_labels.clamp(0, C - 1)
-    picked = log_probs.reshape(B, k * C).gather(1, flat_index)
-    per_bag = -picked.masked_fill(~is_matched, 0.0).sum(1)
+    if S == 1:  # each (instance, class) cell is picked at most once: a scatter backward
+        per_bag = -gather_rows(log_probs.reshape(B, k * C), flat_index.masked_fill(~is_matched, -1))
+        per_bag = per_bag.sum(1)
+    else:  # perturbed copies may pick one cell several times: an accumulating gather
+        picked = log_probs.reshape(B, k * C).gather(1, flat_index)
+        per_bag = -picked.masked_fill(~is_matched, 0.0).sum(1)
     if noise_value is not None:
         per_bag = per_bag / S + torch.from_numpy(noise_value).to(per_bag)
     return reduce_loss(per_bag, reduction, n_labels.to(per_bag.dtype))
