@@ -240,6 +240,7 @@ def test_every_public_name_is_in_the_api_reference() -> None:
 
 def test_api_reference_uses_public_paths() -> None:
     public = {p for group in public_names().values() for p in group}
+    public |= {*PACKAGES, *EXTRA_NAMESPACES}  # a namespace's own page may render its docstring
     wrong = [f"{page}: ::: {path}" for path, page in api_directives().items() if path not in public]
     assert not wrong, "API pages must render names under a public path:\n" + "\n".join(wrong)
 
