@@ -26,6 +26,8 @@ def _vector(value: Any, name: str, column_ok: bool = False) -> np.ndarray:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`{name}` must be a one-dimensional array of numbers.") from exc
+    if isinstance(value, np.ndarray) and np.may_share_memory(arr, value):
+        arr = arr.copy()  # the problem freezes its arrays: never the caller's own
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if column_ok and arr.ndim == 2 and 1 in arr.shape:

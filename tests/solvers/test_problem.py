@@ -155,3 +155,14 @@ def test_fuzzed_arguments_give_a_problem_or_a_clear_error(n, m, data):
     assert np.isfinite(lp.c).all() and np.isfinite(lp.A_ub.data).all()
     assert np.isfinite(lp.b_ub).all() and not np.isnan(lp.bounds).any()
     assert (lp.lb <= lp.ub).all()
+
+
+def test_the_callers_arrays_stay_writable():
+    c, b_ub, b_eq = np.array([1.0, 2.0]), np.array([3.0]), np.array([1.0])
+    lp = LinearProgram(c, A_ub=[[1.0, 1.0]], b_ub=b_ub, A_eq=[[1.0, 0.0]], b_eq=b_eq)
+    new_c = np.array([0.5, 0.5])
+    lp.with_costs(new_c)
+    for arr in (c, b_ub, b_eq, new_c):
+        assert arr.flags.writeable
+    c[0] = 7.0  # and the problem keeps its own copy
+    assert lp.c[0] == 1.0 and not lp.c.flags.writeable
