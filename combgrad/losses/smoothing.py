@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from ..argmin._noise import sample_noise
+
 __all__ = ["NOISES", "check_smoothing", "perturbation_noise", "sigma_schedule"]
 
 NOISES = ("gumbel", "normal")
@@ -74,16 +76,8 @@ def perturbation_noise(
     Returns:
         `shape` float64 tensor on the CPU.
     """
-    if noise not in NOISES:
-        raise ValueError(f"`noise` must be one of {NOISES}; got {noise!r}.")
-    device = generator.device if generator is not None else torch.device("cpu")
-    if noise == "normal":
-        z = torch.randn(shape, generator=generator, dtype=torch.float64, device=device)
-    else:
-        # G = -log(E) with E ~ Exp(1) is standard Gumbel; Z = gamma - G = gamma + log(E).
-        e = torch.empty(shape, dtype=torch.float64, device=device).exponential_(generator=generator)
-        z = e.log_().add_(EULER_GAMMA)
-    return z.cpu()
+    z = sample_noise(shape, noise, generator)  # "gumbel" there: -G, the uncentred draw
+    return z.add_(EULER_GAMMA) if noise == "gumbel" else z
 
 
 def sigma_schedule(
