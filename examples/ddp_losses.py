@@ -25,6 +25,7 @@ Run (CPU, gloo):
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 
 import torch
@@ -95,6 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         if rank == 0 and (step % 5 == 0 or step == args.steps - 1):
             print(f"step {step:3d}  global mean loss {float(total):.6f}", flush=True)
     if distributed:
+        # Tear down in order: the DDP wrapper's reducer holds the process group, and if the
+        # group is destroyed from the reducer's destructor at exit, gloo's run-loop thread can
+        # wait for the GIL that the destructor's thread holds (a deadlock seen in about one
+        # torchrun launch in six). Dropping the wrapper first and letting the run loop drain
+        # leaves the group's destruction to destroy_process_group.
+        del net, optimizer
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 
