@@ -70,6 +70,24 @@ def _single_gaps(gap_cost: Any, n: int, m: int) -> tuple[np.ndarray, np.ndarray]
     return row_gap, col_gap
 
 
+def _gap_arrays(gap_cost: Any, batch: int, n_max: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(batch, n_max)` row and `(batch, m_max)` column gap costs from a scalar or a pair."""
+    if isinstance(gap_cost, tuple | list) and len(gap_cost) == 2:
+        return (
+            _gap_array(gap_cost[0], "gap_cost[0] (row_gap)", (batch, n_max)),
+            _gap_array(gap_cost[1], "gap_cost[1] (col_gap)", (batch, m_max)),
+        )
+    if np.ndim(gap_cost) == 0:
+        return (
+            _gap_array(gap_cost, "gap_cost", (batch, n_max)),
+            _gap_array(gap_cost, "gap_cost", (batch, m_max)),
+        )
+    raise ValueError(
+        "`gap_cost` must be a scalar or a pair (row_gap, col_gap); "
+        f"got an array of shape {np.shape(gap_cost)}."
+    )
+
+
 def _gap_array(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -461,17 +479,7 @@ def alignment_batch(
     """
     arr = np.ascontiguousarray(as_float_array(sub_costs, "sub_costs", 3))
     batch, n_max, m_max = arr.shape
-    if isinstance(gap_cost, tuple | list) and len(gap_cost) == 2:
-        row_gap = _gap_array(gap_cost[0], "gap_cost[0] (row_gap)", (batch, n_max))
-        col_gap = _gap_array(gap_cost[1], "gap_cost[1] (col_gap)", (batch, m_max))
-    elif np.ndim(gap_cost) == 0:
-        row_gap = _gap_array(gap_cost, "gap_cost", (batch, n_max))
-        col_gap = _gap_array(gap_cost, "gap_cost", (batch, m_max))
-    else:
-        raise ValueError(
-            "`gap_cost` must be a scalar or a pair (row_gap, col_gap); "
-            f"got an array of shape {np.shape(gap_cost)}."
-        )
+    row_gap, col_gap = _gap_arrays(gap_cost, batch, n_max, m_max)
     n_len = as_lengths(n_lengths, "n_lengths", batch, n_max)
     m_len = as_lengths(m_lengths, "m_lengths", batch, m_max)
     chosen = resolve_engine(engine)
@@ -539,17 +547,7 @@ def alignment_batch_gather(
     if tok.dtype.kind not in "iu":
         raise ValueError(f"`targets` must hold integers; got dtype {tok.dtype}.")
     m_max = tok.shape[1]
-    if isinstance(gap_cost, tuple | list) and len(gap_cost) == 2:
-        row_gap = _gap_array(gap_cost[0], "gap_cost[0] (row_gap)", (batch, n_max))
-        col_gap = _gap_array(gap_cost[1], "gap_cost[1] (col_gap)", (batch, m_max))
-    elif np.ndim(gap_cost) == 0:
-        row_gap = _gap_array(gap_cost, "gap_cost", (batch, n_max))
-        col_gap = _gap_array(gap_cost, "gap_cost", (batch, m_max))
-    else:
-        raise ValueError(
-            "`gap_cost` must be a scalar or a pair (row_gap, col_gap); "
-            f"got an array of shape {np.shape(gap_cost)}."
-        )
+    row_gap, col_gap = _gap_arrays(gap_cost, batch, n_max, m_max)
     n_len = as_lengths(n_lengths, "n_lengths", batch, n_max)
     m_len = as_lengths(m_lengths, "m_lengths", batch, m_max)
     inside = np.arange(m_max)[None, :] < m_len[:, None]
