@@ -85,6 +85,9 @@ def reduce_loss(per_item: torch.Tensor, reduction: str, denominators: torch.Tens
 
 _warned_not_log_probs = False
 _log_prob_checks_left = 100  # a wrong input shows at once; later calls skip the extra pass
+# A plainly wrong input (logits, probabilities) is wrong on every row: a spread-out sample
+# of rows finds it, at a cost that does not grow with the batch.
+_CHECKED_ROWS = 1024
 
 
 def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, name: str) -> None:
@@ -92,8 +95,10 @@ def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, n
 
     Plainly not: an entry above 0, or a row whose exponentials do not sum to 1 within a
     tolerance (1e-3, or more for low-precision dtypes). Only the rows where `valid`
-    (shape `log_probs.shape[:-1]`) is True are read; padding may hold anything. The
-    check costs one pass over the input, so only the first 100 calls of a process make it.
+    (shape `log_probs.shape[:-1]`) is True are read; padding may hold anything. At most
+    about 1024 rows, evenly spaced over the input, are read, and only in the first 100
+    calls of a process: the check is for inputs that are wrong everywhere (logits or
+    probabilities passed by mistake), not for a single bad row.
     """
     global _warned_not_log_probs, _log_prob_checks_left
     if _warned_not_log_probs or _log_prob_checks_left <= 0:
@@ -121,8 +126,10 @@ def warn_if_not_log_probs(log_probs: torch.Tensor, valid: torch.Tensor | None, n
 def _not_log_probs_numpy(array: np.ndarray, valid: torch.Tensor | None) -> tuple[bool, bool]:
     """(an entry above 0, a row off a distribution) over the valid rows of `array`."""
     rows = array.reshape(-1, array.shape[-1])
+    stride = max(1, -(-rows.shape[0] // _CHECKED_ROWS))
+    rows = rows[::stride]
     if valid is not None:
-        keep = valid.detach().to("cpu").numpy().reshape(-1)
+        keep = valid.detach().to("cpu").numpy().reshape(-1)[::stride]
         if not keep.all():
             rows = rows[keep]
     if rows.size == 0:
@@ -144,7 +151,11 @@ def _not_log_probs_numpy(array: np.ndarray, valid: torch.Tensor | None) -> tuple
 def _not_log_probs_torch(rows: torch.Tensor, valid: torch.Tensor | None) -> tuple[bool, bool]:
     """As `_not_log_probs_numpy`, for other devices and dtypes."""
     with torch.no_grad():
-        rows = rows[valid] if valid is not None else rows.reshape(-1, rows.shape[-1])
+        rows = rows.reshape(-1, rows.shape[-1])
+        stride = max(1, -(-rows.shape[0] // _CHECKED_ROWS))
+        rows = rows[::stride]
+        if valid is not None:
+            rows = rows[valid.reshape(-1)[::stride].to(rows.device)]
         if rows.numel() == 0:
             return False, False
         tol = max(1e-3, 64 * torch.finfo(rows.dtype).eps)

@@ -94,6 +94,7 @@ def as_lengths(value: Any, name: str, batch: int, upper: int) -> np.ndarray:
 # Below this much work (cells of cost matrices) per thread, the hand-off costs more than it saves.
 _MIN_CELLS_PER_THREAD = 50_000
 _MAX_THREADS = 8
+_SLICES_PER_THREAD = 8
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -126,7 +127,9 @@ def run_chunks(
     """Call `kernel(lo, hi)` on contiguous slices covering `range(batch)`.
 
     The kernels release the GIL, so the slices run at the same time in a small pool
-    of Python threads (the calling thread takes the first slice). Idle pool threads
+    of Python threads (the calling thread is one of them). Each thread takes the next
+    free slice until none is left (up to 8 slices per thread), so a thread slowed by
+    another process or by torch's spinning OpenMP workers does not hold up the call. Idle pool threads
     block on a queue: unlike OpenMP or numba's parallel workers they never spin, so
     they take no CPU from torch between calls.
 
@@ -134,8 +137,8 @@ def run_chunks(
         kernel: writes the results of items `lo..hi-1` in place.
         batch: number of items.
         cells_per_item: work per item (e.g. cost-matrix cells), to size the slices.
-        threads: number of slices; None picks up to `os.cpu_count()` (at most 8),
-            at least `50_000` cells per slice; 1 runs serially.
+        threads: number of threads; None picks up to `os.cpu_count()` (at most 8),
+            at least `50_000` cells per thread; 1 runs serially.
 
     Raises:
         ValueError: naming `threads` when it is not a positive integer or None.
@@ -152,12 +155,22 @@ def run_chunks(
     if threads == 1:
         kernel(0, batch)
         return
-    edges = np.linspace(0, batch, threads + 1).astype(int)
-    slices = [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
+    # More slices than threads, taken in turn: a thread that shares its core (e.g. with
+    # torch's OpenMP workers, which spin for milliseconds after each parallel region)
+    # takes fewer slices instead of holding up the others.
+    n_slices = min(batch, threads * _SLICES_PER_THREAD)
+    edges = np.linspace(0, batch, n_slices + 1).astype(int).tolist()
+    slices = list(itertools.pairwise(edges))
+    next_slice = itertools.count()  # next() on a count is atomic under the GIL
+
+    def take_slices() -> None:
+        while (s := next(next_slice)) < n_slices:
+            kernel(*slices[s])
+
     pool = _thread_pool(threads - 1)
-    futures = [pool.submit(kernel, lo, hi) for lo, hi in slices[1:]]
+    futures = [pool.submit(take_slices) for _ in range(threads - 1)]
     try:
-        kernel(*slices[0])
+        take_slices()
     finally:
         for future in futures:
             future.result()

@@ -161,31 +161,35 @@ LSAP_BAD = 2  # a cost read by the item is NaN or the wrong infinity
 
 
 @njit(cache=True, nogil=True)
-def _jv_init(c, n, col4row, u, v, row4col, free):  # pragma: no cover - compiled
+def _jv_init(c, n, col4row, v, row4col, free):  # pragma: no cover - compiled
     """Jonker-Volgenant start for a square n x n item: returns False when a row is all +inf.
 
     Column reduction (v = column minima, each column offered to its cheapest row),
     reduction transfer, then two passes of augmenting row reduction over the free rows
     (a row takes its cheapest column under the current v, lowering that column's v to
     its second-cheapest price when the two differ). Every matched row ends on a column
-    of minimum reduced cost, so `u = min_j (c - v)` is a feasible dual that is tight
-    on the matching, which is all the shortest-path phase needs. The number of
+    of minimum reduced cost `c - v`, the invariant `_augment` relies on. The number of
     reduction steps is capped, so float rounding cannot make it cycle.
     """
     for i in range(n):
         col4row[i] = -1
-    for j in range(n - 1, -1, -1):
-        best = np.inf
-        best_i = -1
-        for i in range(n):
-            if c[i, j] < best:
-                best = c[i, j]
-                best_i = i
-        v[j] = best if best_i >= 0 else 0.0
+    for j in range(n):
+        v[j] = np.inf
         row4col[j] = -1
-        if best_i >= 0 and col4row[best_i] < 0:
-            col4row[best_i] = j
-            row4col[j] = best_i
+    # Column minima in row-major order (cache-friendly); a tie goes to the first row.
+    for i in range(n):
+        for j in range(n):
+            if c[i, j] < v[j]:
+                v[j] = c[i, j]
+                row4col[j] = i
+    for j in range(n - 1, -1, -1):
+        i = row4col[j]
+        if i < 0:
+            v[j] = 0.0
+        elif col4row[i] < 0:
+            col4row[i] = j
+        else:
+            row4col[j] = -1
     # Reduction transfer: a matched row's column gets cheaper by the row's margin.
     n_free = 0
     for i in range(n):
@@ -245,39 +249,122 @@ def _jv_init(c, n, col4row, u, v, row4col, free):  # pragma: no cover - compiled
                 else:
                     free[n_free] = i0
                     n_free += 1
-    for i in range(n):
-        j1 = col4row[i]
-        if j1 >= 0:
-            u[i] = c[i, j1] - v[j1]
-        else:
-            best = np.inf
-            for j in range(n):
-                h = c[i, j] - v[j]
-                if h < best:
-                    best = h
-            if best == np.inf:
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _augment(
+    c, m, start, col4row, row4col, v, dist, pred, cols, group, group_seen
+):  # pragma: no cover - compiled
+    """Match free row `start` along a shortest augmenting path; False when none exists.
+
+    Jonker and Volgenant's augmentation: Dijkstra on the reduced costs `c - v` from
+    `start`, with the columns kept in one array split into READY (distance final),
+    SCAN (at the current minimum distance, to be expanded) and TODO. A whole tie
+    class of columns enters SCAN at once, and the search stops at the first
+    unmatched column reached at the minimum distance. Then READY columns' prices
+    drop by their distance's shortfall and the path is flipped. Only `v` is kept:
+    a matched row's dual is implied by its column, which stays a column of minimum
+    reduced cost for that row (the invariant every phase keeps).
+
+    `group[i] >= 0` names rows with identical cost rows (e.g. one label repeated in
+    a bag); `group[0] < 0` disables it. Two such rows sit on columns of equal reduced
+    cost, so once one of them is expanded, expanding another (at a distance no
+    smaller) can lower no distance and is skipped; the result is unchanged.
+    """
+    use_groups = group[0] >= 0
+    if use_groups:
+        for i in range(m):
+            group_seen[i] = False
+        group_seen[group[start]] = True
+    for j in range(m):
+        cols[j] = j
+        pred[j] = start
+        dist[j] = c[start, j] - v[j]
+    # cols[:low] READY, cols[low:up] SCAN, cols[up:] TODO.
+    low = 0
+    up = 0
+    n_ready = 0
+    min_dist = 0.0
+    sink = -1
+    while sink < 0:
+        if up == low:  # SCAN is empty: move the closest TODO columns in
+            n_ready = low
+            if up == m:
                 return False
-            u[i] = best
+            min_dist = dist[cols[up]]
+            up += 1
+            for k in range(up, m):
+                j = cols[k]
+                h = dist[j]
+                if h <= min_dist:
+                    if h < min_dist:
+                        up = low
+                        min_dist = h
+                    cols[k] = cols[up]
+                    cols[up] = j
+                    up += 1
+            if min_dist == np.inf:
+                return False
+            for k in range(low, up):
+                if row4col[cols[k]] < 0:
+                    sink = cols[k]
+                    break
+            if sink >= 0:
+                break
+        j_scan = cols[low]
+        low += 1
+        i = row4col[j_scan]
+        if use_groups:
+            if group_seen[group[i]]:
+                continue
+            group_seen[group[i]] = True
+        offset = c[i, j_scan] - v[j_scan] - min_dist
+        for k in range(up, m):
+            j = cols[k]
+            h = c[i, j] - v[j] - offset
+            if h < dist[j]:
+                dist[j] = h
+                pred[j] = i
+                if h == min_dist:
+                    if row4col[j] < 0:
+                        sink = j
+                        break
+                    cols[k] = cols[up]
+                    cols[up] = j
+                    up += 1
+    for k in range(n_ready):
+        j = cols[k]
+        v[j] += dist[j] - min_dist
+    j = sink
+    while True:
+        i = pred[j]
+        row4col[j] = i
+        nxt = col4row[i]
+        col4row[i] = j
+        j = nxt
+        if i == start:
+            break
     return True
 
 
 @njit(cache=True, nogil=True)
 def _lsap_core(
-    c, n, m, col4row, u, v, shortest, path, row4col, remaining, scanned_rows, scanned_cols
+    c, n, m, col4row, v, dist, pred, row4col, cols, group, group_seen
 ):  # pragma: no cover - compiled
     """Minimum-cost matching of all n rows of c[:n, :m] (n <= m, +inf = forbidden).
 
-    A square item starts from `_jv_init`; a rectangular one from row reduction
-    (u = row minima, v = 0) and a greedy pass matching the rows whose cheapest column
-    is still free. Every row left unmatched is then matched by one shortest augmenting
-    path (Dijkstra on reduced costs, dual update, augmentation), which keeps the
-    columns never matched at v = 0 as the rectangular LP dual requires. Ties are
-    broken by scan order, so the result is deterministic. Returns 0, or 1 when no
-    complete matching exists.
+    A square item starts from `_jv_init`; a rectangular one from v = 0 and a greedy
+    pass matching the rows whose cheapest column is still free. Every row left
+    unmatched is then matched by one shortest augmenting path (`_augment`), which
+    only lowers the prices of matched columns, so the columns never matched keep
+    v = 0 as the rectangular LP dual requires. Ties are broken by scan order, so the
+    result is deterministic. Returns 0, or 1 when no complete matching exists.
+    `group` as in `_augment` (rows of identical costs; `group[0] < 0`: none).
     """
     if n == m:
-        # `remaining` doubles as the free-row list of the start.
-        if not _jv_init(c, n, col4row, u, v, row4col, remaining):
+        # `cols` doubles as the free-row list of the start.
+        if not _jv_init(c, n, col4row, v, row4col, cols):
             return 1
     else:
         for j in range(m):
@@ -292,68 +379,16 @@ def _lsap_core(
                     best_j = j
             if best_j < 0:
                 return 1
-            u[i] = best
             if row4col[best_j] < 0:
                 row4col[best_j] = i
                 col4row[i] = best_j
             else:
                 col4row[i] = -1
-    for cur in range(n):
-        if col4row[cur] >= 0:
-            continue
-        for j in range(m):
-            shortest[j] = np.inf
-            path[j] = -1
-            remaining[j] = m - 1 - j
-            scanned_cols[j] = False
-        for i in range(n):
-            scanned_rows[i] = False
-        n_remaining = m
-        min_val = 0.0
-        i = cur
-        sink = -1
-        while sink < 0:
-            scanned_rows[i] = True
-            lowest = np.inf
-            index = -1
-            ui = u[i]
-            for it in range(n_remaining):
-                j = remaining[it]
-                r = min_val + c[i, j] - ui - v[j]
-                if r < shortest[j]:
-                    path[j] = i
-                    shortest[j] = r
-                s = shortest[j]
-                if s < lowest or (s == lowest and row4col[j] < 0):
-                    lowest = s
-                    index = it
-            min_val = lowest
-            if min_val == np.inf:
-                return 1
-            j = remaining[index]
-            scanned_cols[j] = True
-            n_remaining -= 1
-            remaining[index] = remaining[n_remaining]
-            if row4col[j] < 0:
-                sink = j
-            else:
-                i = row4col[j]
-        u[cur] += min_val
-        for i in range(n):
-            if scanned_rows[i] and i != cur:
-                u[i] += min_val - shortest[col4row[i]]
-        for j in range(m):
-            if scanned_cols[j]:
-                v[j] -= min_val - shortest[j]
-        j = sink
-        while True:
-            i = path[j]
-            row4col[j] = i
-            nxt = col4row[i]
-            col4row[i] = j
-            j = nxt
-            if i == cur:
-                break
+    for start in range(n):
+        if col4row[start] < 0 and not _augment(
+            c, m, start, col4row, row4col, v, dist, pred, cols, group, group_seen
+        ):
+            return 1
     return 0
 
 
@@ -382,14 +417,13 @@ def lsap_dense(
     cap = max(costs.shape[1], costs.shape[2])
     c = np.empty((cap, cap))
     col4row = np.empty(cap, dtype=np.int64)
-    u = np.empty(cap)
     v = np.empty(cap)
-    shortest = np.empty(cap)
-    path = np.empty(cap, dtype=np.int64)
+    dist = np.empty(cap)
+    pred = np.empty(cap, dtype=np.int64)
     row4col = np.empty(cap, dtype=np.int64)
-    remaining = np.empty(cap, dtype=np.int64)
-    scanned_rows = np.empty(cap, dtype=np.bool_)
-    scanned_cols = np.empty(cap, dtype=np.bool_)
+    cols = np.empty(cap, dtype=np.int64)
+    group = np.full(cap, -1, dtype=np.int64)
+    group_seen = np.empty(cap, dtype=np.bool_)
     for b in range(lo, hi):
         n = n_len[b]
         m = m_len[b]
@@ -413,21 +447,8 @@ def lsap_dense(
         if bad:
             status[b] = LSAP_BAD
             continue
-        rows, cols = (m, n) if transpose else (n, m)
-        if _lsap_core(
-            c,
-            rows,
-            cols,
-            col4row,
-            u,
-            v,
-            shortest,
-            path,
-            row4col,
-            remaining,
-            scanned_rows,
-            scanned_cols,
-        ):
+        rows, n_cols = (m, n) if transpose else (n, m)
+        if _lsap_core(c, rows, n_cols, col4row, v, dist, pred, row4col, cols, group, group_seen):
             status[b] = LSAP_INFEASIBLE
             continue
         _lsap_finish(b, n, m, transpose, col4row, matched)
@@ -449,18 +470,20 @@ def lsap_gather(
     and instances (B, K) int64; n_len (B,) rows (labels) and m_len (B,) columns
     (instances) per item. Outputs as for `lsap_dense`, with values the sum of the
     matched costs (as float64) in row order. The (B, L, K) cost tensor is never built.
+    Repeated labels of an item have identical cost rows: they are passed to `_augment`
+    as one group (a bag's repeated labels otherwise dominate the solve time).
     """
     cap = max(labels.shape[1], instances.shape[1])
+    first_row = np.full(scores.shape[2], -1, dtype=np.int64)
     c = np.empty((cap, cap))
     col4row = np.empty(cap, dtype=np.int64)
-    u = np.empty(cap)
     v = np.empty(cap)
-    shortest = np.empty(cap)
-    path = np.empty(cap, dtype=np.int64)
+    dist = np.empty(cap)
+    pred = np.empty(cap, dtype=np.int64)
     row4col = np.empty(cap, dtype=np.int64)
-    remaining = np.empty(cap, dtype=np.int64)
-    scanned_rows = np.empty(cap, dtype=np.bool_)
-    scanned_cols = np.empty(cap, dtype=np.bool_)
+    cols = np.empty(cap, dtype=np.int64)
+    group = np.full(cap, -1, dtype=np.int64)
+    group_seen = np.empty(cap, dtype=np.bool_)
     for b in range(lo, hi):
         n = n_len[b]
         m = m_len[b]
@@ -483,21 +506,18 @@ def lsap_gather(
         if bad:
             status[b] = LSAP_BAD
             continue
-        rows, cols = (m, n) if transpose else (n, m)
-        if _lsap_core(
-            c,
-            rows,
-            cols,
-            col4row,
-            u,
-            v,
-            shortest,
-            path,
-            row4col,
-            remaining,
-            scanned_rows,
-            scanned_cols,
-        ):
+        if transpose:  # rows are instances: no repeated rows to exploit
+            group[0] = -1
+        else:
+            for l in range(n):
+                label = labels[b, l]
+                if first_row[label] < 0:
+                    first_row[label] = l
+                group[l] = first_row[label]
+            for l in range(n):
+                first_row[labels[b, l]] = -1
+        rows, n_cols = (m, n) if transpose else (n, m)
+        if _lsap_core(c, rows, n_cols, col4row, v, dist, pred, row4col, cols, group, group_seen):
             status[b] = LSAP_INFEASIBLE
             continue
         _lsap_finish(b, n, m, transpose, col4row, matched)

@@ -314,6 +314,30 @@ def test_warns_on_rows_that_are_not_distributions(fresh_warning):
         matching_loss(torch.full((2, 3, 4), -3.0), torch.zeros(2, 2, dtype=torch.long))
 
 
+def test_a_large_batch_is_checked_on_a_spread_out_sample_of_rows(fresh_warning):
+    # 64 x 100 rows: the check reads about 1024 of them, spread over the whole batch,
+    # so logits anywhere in it (here: only the second half of the bags) are noticed...
+    lp = torch.randn(64, 100, 5).log_softmax(-1)
+    logits = lp.clone()
+    logits[32:] = torch.randn(32, 100, 5)
+    labels = torch.zeros(64, 3, dtype=torch.long)
+    with pytest.warns(UserWarning, match="does not look like log-probabilities"):
+        matching_loss(logits, labels)
+
+
+def test_the_sampled_check_reads_only_valid_rows(fresh_warning):
+    import warnings
+
+    # ...and masked-out instances, however many and wherever the sample falls, are not.
+    lp = torch.randn(64, 100, 5).log_softmax(-1)
+    lp[:, 50:] = 7.0
+    mask = torch.arange(100)[None, :].expand(64, 100) < 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        matching_loss(lp, torch.zeros(64, 3, dtype=torch.long), mask)
+        matching_loss(lp.to(torch.bfloat16), torch.zeros(64, 3, dtype=torch.long), mask)
+
+
 def test_no_warning_on_log_softmax_and_padding_is_not_read(fresh_warning):
     import warnings
 

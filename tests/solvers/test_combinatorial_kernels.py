@@ -107,6 +107,32 @@ def test_assignment_gather_equals_dense_batch(dtype, engine):
     assert np.array_equal(status, (~np.isfinite(values)).astype(np.int8))
 
 
+@pytest.mark.parametrize("kind", ["uniform", "ties", "forbidden"])
+def test_repeated_labels_share_searches_without_changing_the_matching(kind):
+    # Few classes and many labels: most rows of each item repeat another; the gather
+    # kernel expands one row per repeated label in its augmenting-path searches.
+    rng = np.random.default_rng(["uniform", "ties", "forbidden"].index(kind))
+    B, K, C = 40, 30, 4
+    if kind == "ties":
+        scores = -rng.integers(0, 3, (B, K, C)).astype(np.float64)
+    else:
+        scores = np.log(rng.dirichlet(np.ones(C), (B, K)))
+    if kind == "forbidden":
+        scores[rng.random(scores.shape) < 0.3] = -np.inf
+    labels = rng.integers(0, C, (B, K))
+    rows = rng.integers(K // 2, K + 1, B)
+    values, matched, _ = assignment_batch_gather(scores, labels, row_counts=rows)
+    dense = -np.take_along_axis(scores, labels[:, None, :], 2).transpose(0, 2, 1)
+    ref_values, ref_matched = assignment_batch(
+        np.ascontiguousarray(dense), row_counts=rows, return_indices=True
+    )
+    assert np.array_equal(matched, ref_matched)
+    assert np.array_equal(values, ref_values)
+    for b in range(B):
+        expected = _scipy_value(dense[b, : rows[b]])
+        assert values[b] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
 def test_assignment_gather_infeasible_and_bad_inputs():
     scores = np.zeros((2, 3, 4), dtype=np.float32)
     scores[1, :, 2] = -np.inf  # label 2 is impossible everywhere in bag 1
