@@ -267,8 +267,8 @@ def assignment_batch(
 
     Item `b` is the top-left block `costs[b, :row_counts[b], :col_counts[b]]`;
     entries outside it are padding and are never read (they may hold anything,
-    NaN included). With the numba engine each item is solved by a compiled shortest
-    augmenting path kernel (row reduction, a greedy start, then one Dijkstra search per
+    NaN included). With the numba engine each item is solved by a compiled
+    Jonker-Volgenant kernel (a reduction start, then one shortest augmenting path per
     row left unmatched); slices of the batch run in a few threads that release the GIL.
 
     Args:
