@@ -166,8 +166,10 @@ def _dense_residual_system(problem: LinearProgram) -> tuple[np.ndarray, ...] | N
         found = None
         if system is not None:
             b = np.concatenate([problem.b_ub, problem.b_eq, problem.b_eq])
-            with np.errstate(invalid="ignore"):
-                scale = 1 + np.abs(np.concatenate([problem.lb, problem.ub, b]))
+            scale = 1 + np.abs(np.concatenate([problem.lb, problem.ub, b]))
+            # An infinite bound's row can never be violated (its excess is -inf); scale 1
+            # keeps -inf / scale from becoming nan.
+            scale[~np.isfinite(scale)] = 1.0
             found = (*system, scale)
         cache["dense_checks"] = found
     return cache["dense_checks"]
@@ -194,10 +196,11 @@ def primal_residuals(
     dense = _dense_residual_system(problem) if activity is None else None
     if dense is not None:  # small problem: one dense product covers every row and bound
         matrix, rhs, scale = dense
-        violation = np.maximum(matrix @ x - rhs, 0.0)
-        absolute = float(violation.max())
+        excess = matrix @ x
+        excess -= rhs  # a violation where positive; scale > 0, so the signs carry over
+        absolute = max(float(excess.max()), 0.0)
         if per_row:
-            return absolute, float((violation / scale).max())
+            return absolute, max(float((excess / scale).max()), 0.0)
         return absolute, absolute / problem.rhs_scale()
     s = _structure(problem)
     viol_lb = np.maximum(problem.lb - x, 0.0)  # 0 where lb = -inf

@@ -91,8 +91,13 @@ def _verify(
         return _amend(sol, solve_time=solve_time)
     x = sol.x
     reason = None
-    if x is None or x.shape != problem.c.shape or not np.isfinite(x).all():
+    # c @ x is finite exactly when x is (c is finite, and 0 * inf is nan): one product
+    # checks x and gives the value the objective is compared with (per-call overhead).
+    value = float(problem.c @ x) if x is not None and x.shape == problem.c.shape else np.nan
+    if not np.isfinite(value):
         reason = "the reported solution is missing or not finite"
+        if not np.isnan(value) and np.isfinite(x).all():
+            reason = f"its objective c @ x overflows ({value})"
     else:
         activity = None
         if check_duals and sol.duals_ub is not None and (problem.n_ub or problem.n_eq):
@@ -111,7 +116,6 @@ def _verify(
             if frac > 1e-5:
                 reason = f"an integer variable is fractional by {frac:.3g}"
         if reason is None:
-            value = float(problem.c @ x)
             if not np.isfinite(sol.objective) or abs(value - sol.objective) > 1e-6 * (
                 1 + abs(value)
             ) * max(1.0, feasibility_tol / 1e-6):
@@ -134,7 +138,7 @@ def _verify(
                 f"Try another backend, or rescale the problem. ({sol.message})"
             ),
         )
-    if sol.duals_ub is not None and (sol.duals_ub > 0).any():
+    if sol.duals_ub is not None and sol.duals_ub.size and sol.duals_ub.max() > 0:
         # Dual feasibility tolerances let a <= row's dual drift to +1e-9; the convention says <= 0.
         clipped = np.minimum(sol.duals_ub, 0.0)
         clipped.setflags(write=False)
@@ -261,6 +265,22 @@ class Solver:
             # report it as a status, like any other failed solve.
             self._build_error = f"{self.backend.name} could not load the problem: {exc}"
 
+    def _with_costs(self, problem: LinearProgram, c: Any) -> LinearProgram:
+        """`problem` with costs `c`, validated (shape, finite, within the backend's range)."""
+        limit = None if self._limits is None else self._limits.infinity
+        if (
+            type(c) is np.ndarray
+            and c.dtype == np.float64
+            and c.shape == problem.c.shape
+            and c.size
+            # One pass for both checks: NaN fails the comparison, inf exceeds any limit.
+            and float(np.abs(c).max()) < (np.inf if limit is None else limit)
+        ):
+            return problem._with_checked_costs(c.copy())
+        problem = problem.with_costs(c)  # the full checks, with their error messages
+        check_costs(problem.c, self._limits, self.backend.name)
+        return problem
+
     def _release(self) -> None:
         """This solver is done (one-shot `solve`): let the backend recycle its model."""
         if self._build_error is None:
@@ -271,8 +291,7 @@ class Solver:
         """Solve with the stored costs, or with new costs `c` of shape (n,)."""
         problem = self.problem
         if c is not None:
-            problem = self.problem = problem.with_costs(c)
-            check_costs(problem.c, self._limits, self.backend.name)
+            problem = self.problem = self._with_costs(problem, c)
         if self._build_error is not None:
             return Solution(Status.ERROR, backend=self.backend.name, message=self._build_error)
         start = time.perf_counter()

@@ -318,13 +318,22 @@ class LinearProgram:
         c_arr = _vector(c, "c")
         if c_arr.shape != self.c.shape:
             raise ValueError(f"`c` must have shape {self.c.shape}; got {c_arr.shape}.")
+        return self._with_checked_costs(c_arr)
+
+    def _with_checked_costs(self, c_arr: np.ndarray) -> LinearProgram:
+        """`with_costs` for a float64 vector already checked (right shape, finite) and owned."""
         c_arr.setflags(write=False)
+        # Fill the caches first so that every problem derived from this one shares them.
+        # Every cached entry (stacked matrices, residual system, rhs scale, is_mip) is
+        # independent of the costs, so the new problem takes this one's state as it is.
+        state = self.__dict__
+        if "_rhs_scale" not in state or "_is_mip" not in state or "_stacked" not in state:
+            self.rhs_scale()
+            self.is_mip  # noqa: B018 - fills the cache
+            state.setdefault("_stacked", {})
         new = object.__new__(LinearProgram)
-        for name in ("A_ub", "b_ub", "A_eq", "b_eq", "bounds", "integrality"):
-            object.__setattr__(new, name, getattr(self, name))
-        object.__setattr__(new, "_stacked", self.__dict__.setdefault("_stacked", {}))
-        object.__setattr__(new, "_rhs_scale", self.rhs_scale())
-        object.__setattr__(new, "c", c_arr)
+        new.__dict__.update(state)
+        new.__dict__["c"] = c_arr
         return new
 
     def relaxation(self) -> LinearProgram:

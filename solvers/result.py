@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,25 @@ class Solution:
         object.__setattr__(self, "duals_eq", _readonly(self.duals_eq))
         object.__setattr__(self, "objective", float(self.objective))
 
+    @classmethod
+    def _from_fresh_arrays(cls, status: Status, **values: Any) -> Solution:
+        """A Solution whose arrays the caller has just made (float64, owned by no one else).
+
+        What `__init__` does, without its conversions: a backend's hot path (per-call
+        overhead of small re-solves). `status` must be a `Status`, `objective` a float.
+        """
+        sol = object.__new__(cls)
+        state = sol.__dict__
+        state.update(_DEFAULTS)
+        state.update(values)
+        state["status"] = status
+        state["info"] = values.get("info", {})
+        for name in ("x", "duals_ub", "duals_eq"):
+            array = state[name]
+            if array is not None:
+                array.setflags(write=False)
+        return sol
+
     @property
     def success(self) -> bool:
         """True exactly when `status` is `Status.OPTIMAL`."""
@@ -113,3 +132,8 @@ class Solution:
             f"Solution(status={self.status.name}, objective={self.objective!r}, n={n}, "
             f"backend={self.backend!r}, solve_time={self.solve_time:.3g}s, message={self.message!r})"
         )
+
+
+_DEFAULTS = {
+    f.name: f.default for f in fields(Solution) if f.default is not MISSING and f.name != "info"
+}

@@ -118,14 +118,35 @@ def _lp_arrays(problem: LinearProgram) -> tuple[np.ndarray, ...]:
     return arrays
 
 
-class _InfoValues:
-    """Attribute access to single HiGHS info values, fetched on demand."""
+_OBJECTIVE_WITHOUT_SOLUTION = {Status.INFEASIBLE: np.inf, Status.UNBOUNDED: -np.inf}
+_MESSAGES: dict[tuple[Status, str, str], str] = {}
 
-    def __init__(self, h: Any) -> None:
-        self._h = h
 
-    def __getattr__(self, name: str) -> Any:
-        return self._h.getInfoValue(name)[1]
+def _message(status: Status, raw_name: str, raw: str) -> str:
+    """The Solution's message for HiGHS' status `raw_name` (`raw`: HiGHS' own wording)."""
+    key = (status, raw_name, raw)
+    message = _MESSAGES.get(key)
+    if message is None:
+        summary = STATUS_MESSAGES[status]
+        if status is Status.TIME_LIMIT and raw_name != "kTimeLimit":
+            summary = f"HiGHS stopped at a limit ({raw}) before optimality was proven."
+        message = _MESSAGES[key] = f"{summary} (HiGHS {raw_name}: {raw})"
+    return message
+
+
+_STATUS_BY_VALUE: dict[int, tuple[str, Status]] = {}
+
+
+def _status_of(model_status: Any) -> tuple[str, Status]:
+    """(HiGHS' name of `model_status`, our Status), through a table keyed by its value.
+
+    The enum's `.name` costs about 1 us in pybind11 (per-call overhead of re-solves).
+    """
+    found = _STATUS_BY_VALUE.get(model_status.value)
+    if found is None:
+        name = model_status.name
+        found = _STATUS_BY_VALUE[model_status.value] = (name, _STATUS_MAP.get(name, Status.ERROR))
+    return found
 
 
 class HighsModel(Model):
@@ -209,8 +230,7 @@ class HighsModel(Model):
             )
         model_status = h.getModelStatus()
         raw = h.modelStatusToString(model_status)
-        raw_name = model_status.name
-        status = _STATUS_MAP.get(raw_name, Status.ERROR)
+        raw_name, status = _status_of(model_status)
         if status is Status.INFEASIBLE_OR_UNBOUNDED and self._presolve != "off":
             # Presolve cannot tell the two apart; a run without it can.
             self._recyclable = False
@@ -218,31 +238,27 @@ class HighsModel(Model):
             h.clearSolver()
             h.run()
             h.setOptionValue("presolve", self._presolve)
-            raw_name = h.getModelStatus().name
+            raw_name, status = _status_of(h.getModelStatus())
             raw = h.modelStatusToString(h.getModelStatus())
-            status = _STATUS_MAP.get(raw_name, Status.ERROR)
             elapsed = time.perf_counter() - start
         # Single getInfoValue calls: getInfo() copies the whole HighsInfo struct, which cost
         # more than all the rest of a small re-solve's bookkeeping (per-call overhead).
-        info = _InfoValues(h)
-        summary = STATUS_MESSAGES[status]
-        if status is Status.TIME_LIMIT and raw_name != "kTimeLimit":
-            summary = f"HiGHS stopped at a limit ({raw}) before optimality was proven."
-        message = f"{summary} (HiGHS {raw_name}: {raw})"
+        info_value = h.getInfoValue
+        message = _message(status, raw_name, raw)
         problem = self.problem
         is_mip = self._is_mip
         x = duals_ub = duals_eq = None
-        objective = {Status.INFEASIBLE: np.inf, Status.UNBOUNDED: -np.inf}.get(status, np.nan)
+        objective = _OBJECTIVE_WITHOUT_SOLUTION.get(status, np.nan)
         extra: dict[str, Any] = {"raw_status": raw_name}
-        has_primal = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        has_primal = info_value("primal_solution_status")[1] == 2  # kSolutionStatusFeasible
         if status is Status.OPTIMAL or (status is Status.TIME_LIMIT and has_primal):
             sol = h.getSolution()
             x = np.array(sol.col_value, dtype=np.float64)
-            objective = float(info.objective_function_value)
+            objective = float(info_value("objective_function_value")[1])
             if is_mip:
-                extra["mip_gap"] = float(info.mip_gap)
-                extra["mip_dual_bound"] = float(info.mip_dual_bound)
-                extra["mip_node_count"] = int(info.mip_node_count)
+                extra["mip_gap"] = float(info_value("mip_gap")[1])
+                extra["mip_dual_bound"] = float(info_value("mip_dual_bound")[1])
+                extra["mip_node_count"] = int(info_value("mip_node_count")[1])
             elif status is Status.OPTIMAL and sol.dual_valid:
                 # HiGHS row duals are already dz/d(row bound) for a minimisation.
                 row_dual = np.array(sol.row_dual, dtype=np.float64)
@@ -250,10 +266,12 @@ class HighsModel(Model):
                 duals_eq = row_dual[problem.n_ub :]
                 extra["reduced_costs"] = np.array(sol.col_dual, dtype=np.float64)
         if not is_mip:
-            extra["iterations"] = int(info.simplex_iteration_count) + int(info.ipm_iteration_count)
+            extra["iterations"] = int(info_value("simplex_iteration_count")[1]) + int(
+                info_value("ipm_iteration_count")[1]
+            )
             if status is Status.INFEASIBLE:
                 _add_farkas(h, problem, extra)
-        return Solution(
+        return Solution._from_fresh_arrays(
             status,
             x=x,
             objective=objective,

@@ -172,6 +172,41 @@ def test_new_costs_out_of_range_are_refused_on_resolve():
         solver.solve([1e21, -1.0])
 
 
+def test_resolve_costs_are_validated_and_copied_on_every_path():
+    # A float64 array of the right shape takes the re-solve's fast path; lists and other
+    # dtypes the general one. Both must refuse the same inputs and never keep the caller's array.
+    solver = solvers.Solver(LinearProgram([1.0, 1.0], bounds=(0, 1)), "highs")
+    for make in (np.array, list, lambda v: np.array(v, dtype=np.float32)):
+        c = make([1.0, -1.0])
+        assert solver.solve(c).objective == pytest.approx(-1.0)
+        with pytest.raises(ValueError, match="`c` must not contain NaN"):
+            solver.solve(make([np.nan, 1.0]))
+        with pytest.raises(ValueError, match="`c` must contain only finite"):
+            solver.solve(make([np.inf, 1.0]))
+        with pytest.raises(ValueError, match=r"`c` must have shape \(2,\)"):
+            solver.solve(make([1.0, 2.0, 3.0]))
+    with pytest.raises(CapabilityError, match="`c`"):
+        solver.solve(np.array([1e21, -1.0]))
+    c = np.array([2.0, -3.0])
+    solver.solve(c)
+    c[:] = 0.0
+    assert solver.problem.c.tolist() == [2.0, -3.0]
+    assert solver.solve().objective == pytest.approx(-3.0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_a_non_finite_or_overflowing_answer_is_not_optimal():
+    problem = LinearProgram([10.0, 10.0], bounds=(None, None))
+    for x, reason in (
+        ([np.nan, 0.0], "missing or not finite"),
+        ([np.inf, 0.0], "missing or not finite"),
+        ([1e308, 1e308], "overflows"),
+    ):
+        sol = Solution(Status.OPTIMAL, x=np.array(x), objective=0.0, backend="fake")
+        checked = _verify(problem, sol, 1e-6, 0.0, per_row=True)
+        assert checked.status is Status.NUMERICAL and reason in checked.message
+
+
 def test_highs_range_options_move_the_limit():
     problem = LinearProgram([-1], A_ub=[[1e-10]], b_ub=[1])
     sol = solve(problem, "highs", options={"small_matrix_value": 1e-12})
