@@ -2,40 +2,28 @@
 
 Imported lazily, only when the numba engine runs, so `import solvers` never loads numba.
 Kernels use `cache=True` (the first call in a fresh environment compiles, a few seconds).
-Each kernel has a parallel form (`prange` over the batch) and a serial twin; the
-parallel one runs only for batches large enough to pay for waking numba's threads, and
-under a lock, as in [`solvers.combinatorial`][solvers.combinatorial] (numba's workqueue
-layer aborts when two Python threads launch parallel kernels at once). The numpy
-fallbacks in `grid.py` and `knapsack.py` make the same comparisons in the same order,
-so both engines return identical solutions.
+Each kernel is serial, releases the GIL and solves a slice `lo..hi` of the batch; large
+batches are split over a few Python threads by
+`solvers.combinatorial._common.run_chunks`, as in
+[`solvers.combinatorial`][solvers.combinatorial]. No kernel uses numba's parallel
+(OpenMP/TBB) pool, whose workers spin after each call and take cores from the torch work
+around a training step. The numpy fallbacks in `grid.py` and `knapsack.py` make the same
+comparisons in the same order, so both engines return identical solutions.
 """
 
 from __future__ import annotations
 
-import threading
-
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..combinatorial._common import run_chunks
 
 __all__ = ["run_grid_batch", "run_knapsack_batch"]
 
-_PARALLEL_LOCK = threading.Lock()
 
-# Below this many DP cells per batch, waking the thread pool costs more than it saves.
-_MIN_PARALLEL_CELLS = 200_000
-
-
-def _run(parallel_kernel, serial_kernel, batch: int, cells: int, args, parallel: bool | None):
-    if parallel is None:
-        parallel = batch > 1 and cells >= _MIN_PARALLEL_CELLS and numba.get_num_threads() > 1
-    if parallel:
-        # prange over contiguous chunks (a few per thread), so scratch is allocated per chunk.
-        n_chunks = max(1, min(batch, 4 * numba.get_num_threads()))
-        with _PARALLEL_LOCK:
-            parallel_kernel(*args, n_chunks)
-    else:
-        serial_kernel(*args)
+def _threads(parallel: bool | None) -> int | None:
+    """`run_chunks`' threads: 1 when `parallel` is False, else its own choice by batch size."""
+    return 1 if parallel is False else None
 
 
 # ---------------------------------------------------------------------------- grid
@@ -82,37 +70,22 @@ def _grid_item(b, costs, height, width, x, values, dist, came):  # pragma: no co
             v -= width
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def grid_batch(costs, height, width, x, values, n_chunks):  # pragma: no cover - compiled
-    """Grid DP for every item, in parallel. costs (B, n) float64; x (B, n) zeroed; values (B,);
-    `n_chunks` contiguous chunks of the batch."""
-    batch = costs.shape[0]
-    for chunk in prange(n_chunks):
-        # Scratch allocated once per chunk, not per item.
-        dist = np.empty(height * width, dtype=np.float64)
-        came = np.empty(height * width, dtype=np.int8)
-        for b in range(chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks):
-            _grid_item(b, costs, height, width, x, values, dist, came)
-
-
 @njit(cache=True, nogil=True)
-def grid_batch_serial(costs, height, width, x, values):  # pragma: no cover - compiled
-    """`grid_batch` on the calling thread."""
+def grid_batch(costs, height, width, x, values, lo, hi):  # pragma: no cover - compiled
+    """Grid DP for items lo..hi-1. costs (B, n) float64; x (B, n) zeroed; values (B,)."""
     dist = np.empty(height * width, dtype=np.float64)
     came = np.empty(height * width, dtype=np.int8)
-    for b in range(costs.shape[0]):
+    for b in range(lo, hi):
         _grid_item(b, costs, height, width, x, values, dist, came)
 
 
 def run_grid_batch(costs, height, width, x, values, parallel: bool | None = None) -> None:
-    """Fill `x` (zeroed) and `values` for `costs` of shape (B, n)."""
-    _run(
-        grid_batch,
-        grid_batch_serial,
+    """Fill `x` (zeroed) and `values` for `costs` of shape (B, n); `parallel=False`: one thread."""
+    run_chunks(
+        lambda lo, hi: grid_batch(costs, height, width, x, values, lo, hi),
         costs.shape[0],
-        costs.size,
-        (costs, height, width, x, values),
-        parallel,
+        costs.shape[1],
+        _threads(parallel),
     )
 
 
@@ -147,35 +120,21 @@ def _knapsack_item(b, costs, weights, capacity, x, values, best, take):  # pragm
             w -= weights[i]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def knapsack_batch(costs, weights, capacity, x, values, n_chunks):  # pragma: no cover - compiled
-    """Knapsack DP for every item, in parallel. weights (n,) int64 >= 0; x zeroed."""
-    n = weights.shape[0]
-    batch = costs.shape[0]
-    for chunk in prange(n_chunks):
-        best = np.empty(capacity + 1, dtype=np.float64)
-        take = np.empty((n, capacity + 1), dtype=np.bool_)
-        for b in range(chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks):
-            _knapsack_item(b, costs, weights, capacity, x, values, best, take)
-
-
 @njit(cache=True, nogil=True)
-def knapsack_batch_serial(costs, weights, capacity, x, values):  # pragma: no cover - compiled
-    """`knapsack_batch` on the calling thread."""
+def knapsack_batch(costs, weights, capacity, x, values, lo, hi):  # pragma: no cover - compiled
+    """Knapsack DP for items lo..hi-1. weights (n,) int64 >= 0; x zeroed."""
     n = weights.shape[0]
     best = np.empty(capacity + 1, dtype=np.float64)
     take = np.empty((n, capacity + 1), dtype=np.bool_)
-    for b in range(costs.shape[0]):
+    for b in range(lo, hi):
         _knapsack_item(b, costs, weights, capacity, x, values, best, take)
 
 
 def run_knapsack_batch(costs, weights, capacity, x, values, parallel: bool | None = None) -> None:
-    """Fill `x` (zeroed) and `values` for `costs` of shape (B, n)."""
-    _run(
-        knapsack_batch,
-        knapsack_batch_serial,
+    """Fill `x` (zeroed) and `values` for `costs` of shape (B, n); `parallel=False`: one thread."""
+    run_chunks(
+        lambda lo, hi: knapsack_batch(costs, weights, capacity, x, values, lo, hi),
         costs.shape[0],
-        costs.shape[0] * weights.shape[0] * (capacity + 1),
-        (costs, weights, capacity, x, values),
-        parallel,
+        weights.shape[0] * (capacity + 1),
+        _threads(parallel),
     )

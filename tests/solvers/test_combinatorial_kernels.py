@@ -193,12 +193,15 @@ rng = np.random.default_rng(0)
 assignment_batch(rng.random((64, 30, 30)), threads=2)
 alignment_batch(rng.random((64, 30, 30)), 1.0, parallel=True)
 alignment_batch_gather(rng.random((64, 30, 5)), rng.integers(0, 5, (64, 30)))
+from solvers.oracles import grid_shortest_path, knapsack
+grid_shortest_path(5, 5).solve(rng.random((8192, 40)))  # large enough for several threads
+knapsack(rng.integers(1, 10, 32), 20).solve(rng.random((4096, 32)))
 print(parallel._is_initialized)
 """
 
 
 def test_no_numba_thread_pool_is_started():
-    """The kernels run on Python threads that sleep when idle: numba's parallel (OpenMP/TBB)
+    """The kernels (and the oracles' DPs) run on Python threads that sleep when idle: numba's parallel (OpenMP/TBB)
     pool, whose workers spin between calls and take cores from torch, is never launched.
     (In a fresh process: anything that asks numba for its thread count starts the pool.)"""
     import subprocess

@@ -92,10 +92,10 @@ def test_grid_engines_agree_with_ties():
 def test_grid_parallel_and_serial_kernels_agree():
     from solvers.oracles._numba import run_grid_batch
 
-    costs = np.random.default_rng(1).uniform(size=(257, 40))
+    costs = np.random.default_rng(1).uniform(size=(4097, 40))  # enough cells for 2+ threads
     out = []
     for parallel in (False, True):
-        x, v = np.zeros_like(costs), np.empty(257)
+        x, v = np.zeros_like(costs), np.empty(4097)
         run_grid_batch(costs, 5, 5, x, v, parallel=parallel)
         out.append((x, v))
     np.testing.assert_array_equal(out[0][0], out[1][0])
