@@ -21,7 +21,10 @@ __all__ = [
     "check_n_samples",
     "check_oracle",
     "check_positive",
+    "check_shape",
     "solve",
+    "solve_array",
+    "to_array64",
     "to_cpu64",
 ]
 
@@ -62,6 +65,19 @@ def check_n_samples(n_samples: int) -> int:
 
 def check_costs(costs: Any, n: int, name: str = "costs") -> torch.Tensor:
     """A floating `(B, n)` or `(n,)` tensor of finite numbers (returned as given)."""
+    check_shape(costs, n, name)
+    if _sum_is_finite(costs.detach()):  # one cheap pass: NaN/inf show in the sum
+        return costs
+    finite = torch.isfinite(costs.detach())
+    if not bool(finite.all()):  # (a finite tensor whose sum overflows passes here)
+        bad = (~finite).nonzero()[0].tolist()
+        value = costs.detach()[tuple(bad)].item()
+        raise ValueError(f"`{name}` must be finite; found {value} at index {tuple(bad)}.")
+    return costs
+
+
+def check_shape(costs: Any, n: int, name: str = "costs") -> torch.Tensor:
+    """`check_costs` without the finiteness pass (for callers that check values later)."""
     if not isinstance(costs, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor; got {type(costs).__name__}.")
     if not costs.is_floating_point():
@@ -75,13 +91,6 @@ def check_costs(costs: Any, n: int, name: str = "costs") -> torch.Tensor:
         raise ValueError(
             f"`{name}` must hold at least one cost vector; got shape {tuple(costs.shape)}."
         )
-    if _sum_is_finite(costs.detach()):  # one cheap pass: NaN/inf show in the sum
-        return costs
-    finite = torch.isfinite(costs.detach())
-    if not bool(finite.all()):  # (a finite tensor whose sum overflows passes here)
-        bad = (~finite).nonzero()[0].tolist()
-        value = costs.detach()[tuple(bad)].item()
-        raise ValueError(f"`{name}` must be finite; found {value} at index {tuple(bad)}.")
     return costs
 
 
@@ -108,8 +117,22 @@ def solve(oracle: Any, costs: torch.Tensor, what: str = "costs") -> torch.Tensor
         costs: `(B, n)` float64 CPU tensor.
         what: which costs these are, for error messages.
     """
+    return torch.from_numpy(solve_array(oracle, costs.numpy(), what))
+
+
+def to_array64(t: torch.Tensor) -> np.ndarray:
+    """`t` as a float64 numpy array on the CPU (a view when it already is one)."""
+    t = t.detach()
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        # numpy's cast of a small array costs a fraction of torch's per-op dispatch
+        return t.numpy().astype(np.float64, copy=False)
+    return t.to(device="cpu", dtype=torch.float64).numpy()
+
+
+def solve_array(oracle: Any, costs: np.ndarray, what: str = "costs") -> np.ndarray:
+    """`solve` on a float64 numpy array `(B, n)`: the minimizers as a float64 array."""
     batch, n = costs.shape
-    out = oracle.solve(np.ascontiguousarray(costs.numpy()))
+    out = oracle.solve(np.ascontiguousarray(costs))
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(
             f"`oracle.solve` must return a tuple `(x, values)`; got {type(out).__name__}."
@@ -127,4 +150,4 @@ def solve(oracle: Any, costs: torch.Tensor, what: str = "costs") -> torch.Tensor
             f"`oracle.solve` returned a non-finite solution for item {item} of {what} "
             "(is the problem infeasible or unbounded for these costs?)."
         )
-    return torch.from_numpy(x)
+    return x

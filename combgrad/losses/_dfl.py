@@ -6,15 +6,19 @@ from typing import Any
 
 import torch
 
-from ..argmin._common import as_batch, check_costs
-from ._common import check_reduction
+from ..argmin._common import as_batch, check_costs, check_shape
 
 __all__ = ["check_pair", "reduce_mean"]
 
 
-def check_pair(first: torch.Tensor, second: Any, n: int, names: tuple[str, str]) -> torch.Tensor:
-    """Check `second` (a tensor) against `first`'s batch shape; both `(B, n)` or `(n,)`."""
-    check_costs(second, n, names[1])
+def check_pair(
+    first: torch.Tensor, second: Any, n: int, names: tuple[str, str], values: bool = True
+) -> torch.Tensor:
+    """Check `second` (a tensor) against `first`'s batch shape; both `(B, n)` or `(n,)`.
+
+    `values=False` checks the shape only (the caller checks finiteness later).
+    """
+    (check_costs if values else check_shape)(second, n, names[1])
     if as_batch(second).shape != as_batch(first).shape:
         raise ValueError(
             f"`{names[1]}` must have the shape of `{names[0]}`, {tuple(first.shape)}; "
@@ -24,8 +28,10 @@ def check_pair(first: torch.Tensor, second: Any, n: int, names: tuple[str, str])
 
 
 def reduce_mean(per_item: torch.Tensor, reduction: str, single: bool) -> torch.Tensor:
-    """Reduce `(B,)` per-item losses: `"mean"` over items, `"sum"`, or `"none"`."""
-    check_reduction(reduction)
+    """Reduce `(B,)` per-item losses: `"mean"` over items, `"sum"`, or `"none"`.
+
+    `reduction` has been validated by the caller.
+    """
     if reduction == "none":
         return per_item[0] if single else per_item
     if reduction == "sum":

@@ -4,68 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from .._autograd import cached_forward_signature
-from ..argmin._common import as_batch, check_costs, check_oracle, solve, to_cpu64
+from ..argmin._common import (
+    as_batch,
+    check_costs,
+    check_oracle,
+    check_shape,
+    solve,
+    solve_array,
+    to_array64,
+    to_cpu64,
+)
 from ._common import check_reduction
 from ._dfl import check_pair, reduce_mean
 
-__all__ = ["SPOPlus", "SPOPlusLoss", "spo_plus_loss"]
-
-
-@cached_forward_signature
-class SPOPlus(torch.autograd.Function):
-    r"""`torch.autograd.Function` behind [spo_plus_loss][combgrad.losses.spo.spo_plus_loss].
-
-    Per item, with $w = 2\theta - c$ and $y = x^\star(c)$: forward
-    $-w^\top x^\star(w) + 2\theta^\top y - c^\top y$, backward
-    $\partial \ell / \partial \theta = 2 (y - x^\star(w))$,
-    $\partial \ell / \partial c = x^\star(w) - y$, $\partial \ell / \partial y = 2\theta - c$.
-    Returns the `(B,)` losses and $x^\star(w)$ `(B, n)` (non-differentiable).
-    """
-
-    @staticmethod
-    def forward(
-        pred_costs: torch.Tensor,
-        true_costs: torch.Tensor,
-        true_solutions: torch.Tensor,
-        oracle: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        theta, c, y = (to_cpu64(as_batch(t)) for t in (pred_costs, true_costs, true_solutions))
-        w = 2 * theta - c
-        x_w = solve(oracle, w, "2 * pred_costs - true_costs")
-        loss = -(w * x_w).sum(-1) + 2 * (theta * y).sum(-1) - (c * y).sum(-1)
-        return loss.to(device=pred_costs.device, dtype=pred_costs.dtype), x_w
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        pred_costs, true_costs, true_solutions, _ = inputs
-        _, x_w = output
-        ctx.mark_non_differentiable(x_w)
-        ctx.save_for_backward(pred_costs, true_costs, true_solutions, x_w)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor, _gx: Any) -> tuple:
-        pred_costs, true_costs, true_solutions, x_w = ctx.saved_tensors
-        g = to_cpu64(grad).unsqueeze(-1)  # (B, 1)
-        y = to_cpu64(as_batch(true_solutions))
-
-        def back(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-            return t.to(device=like.device, dtype=like.dtype).reshape(like.shape)
-
-        d_pred = d_true = d_sol = None
-        if ctx.needs_input_grad[0]:
-            d_pred = back(2 * g * (y - x_w), pred_costs)
-        if ctx.needs_input_grad[1]:
-            d_true = back(g * (x_w - y), true_costs)
-        if ctx.needs_input_grad[2]:
-            theta, c = to_cpu64(as_batch(pred_costs)), to_cpu64(as_batch(true_costs))
-            d_sol = back(g * (2 * theta - c), true_solutions)
-        return d_pred, d_true, d_sol, None
+__all__ = ["SPOPlusLoss", "spo_plus_loss"]
 
 
 def spo_plus_loss(
@@ -84,7 +40,10 @@ def spo_plus_loss(
 
     a convex upper bound of the regret $c^\top x^\star(\theta) - z^\star(c)$, zero at
     $\theta = c$. Its subgradient is $2\,(y - x^\star(2\theta - c))$: one oracle call of
-    `B` problems per forward, none in backward.
+    `B` problems per forward, none in backward. The loss is evaluated as
+    $(2\theta - c)^\top (y - x^\star(2\theta - c))$ with torch operations on the inputs'
+    device (only the oracle call goes through the CPU, in float64), so autograd returns
+    exactly these subgradients (and $x^\star(2\theta - c) - y$ in $c$, $2\theta - c$ in $y$).
 
     Args:
         pred_costs: `(B, n)` or `(n,)` predicted costs $\theta$ (any device).
@@ -121,17 +80,42 @@ def spo_plus_loss(
         ```
     """
     n = check_oracle(oracle)
-    check_costs(pred_costs, n, "pred_costs")
-    check_pair(pred_costs, true_costs, n, ("pred_costs", "true_costs"))
     check_reduction(reduction)
+    check_shape(pred_costs, n, "pred_costs")
     if true_solutions is None:
+        check_pair(pred_costs, true_costs, n, ("pred_costs", "true_costs"))
         c = to_cpu64(as_batch(true_costs))
         y = solve(oracle, c, "true_costs").to(device=true_costs.device, dtype=true_costs.dtype)
         true_solutions = y.reshape(true_costs.shape)
     else:
-        check_pair(pred_costs, true_solutions, n, ("pred_costs", "true_solutions"))
-    loss, _ = SPOPlus.apply(pred_costs, true_costs, true_solutions, oracle)
-    return reduce_mean(loss, reduction, pred_costs.dim() == 1)
+        check_pair(pred_costs, true_costs, n, ("pred_costs", "true_costs"), values=False)
+        check_pair(pred_costs, true_solutions, n, ("pred_costs", "true_solutions"), values=False)
+    # The loss is w @ (y - x*(w)) with x*(w) held constant: autograd then gives exactly
+    # the subgradients 2 (y - x*(w)) in pred_costs, x*(w) - y in true_costs and w in y,
+    # with no custom Function (whose per-call overhead exceeded the rest of the loss).
+    w = 2 * pred_costs - true_costs
+    w64 = to_array64(as_batch(w))
+    if not np.isfinite(w64).all():  # name the argument: NaN/inf shows in w
+        check_costs(pred_costs, n, "pred_costs")
+        check_costs(true_costs, n, "true_costs")
+        raise ValueError("`2 * pred_costs - true_costs` overflows float64.")
+    x_w = solve_array(oracle, w64, "2 * pred_costs - true_costs")
+    x_w = torch.from_numpy(x_w).to(device=w.device, dtype=w.dtype).reshape(w.shape)
+    per_item = (w * (true_solutions - x_w)).sum(-1)
+    if not _all_finite(per_item):  # the only input left unchecked is true_solutions
+        check_costs(true_solutions, n, "true_solutions")
+        raise ValueError("the SPO+ loss overflows (`pred_costs` is too large).")
+    per_item = per_item.to(pred_costs.dtype)
+    if pred_costs.dim() == 1:  # one item: every reduction is its loss
+        return per_item
+    return reduce_mean(per_item, reduction, False)
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    t = t.detach()
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(t.numpy()).all())
+    return bool(torch.isfinite(t).all())
 
 
 class SPOPlusLoss(nn.Module):

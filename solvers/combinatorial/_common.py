@@ -144,11 +144,9 @@ def run_chunks(
         ValueError: naming `threads` when it is not a positive integer or None.
     """
     if threads is None:
-        threads = min(
-            os.cpu_count() or 1,
-            _MAX_THREADS,
-            max(1, batch * cells_per_item // _MIN_CELLS_PER_THREAD),
-        )
+        threads = max(1, batch * cells_per_item // _MIN_CELLS_PER_THREAD)
+        if threads > 1:  # os.cpu_count() reads sysfs: only when the batch could use it
+            threads = min(threads, os.cpu_count() or 1, _MAX_THREADS)
     elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"`threads` must be a positive integer or None; got {threads!r}.")
     threads = max(1, min(threads, batch))

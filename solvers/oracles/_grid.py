@@ -106,7 +106,7 @@ class GridShortestPath(Oracle):
         if self.engine == "numba":
             from ._numba import run_grid_batch
 
-            x = np.zeros_like(costs)
+            x = np.zeros(costs.shape)
             values = np.empty(costs.shape[0])
             run_grid_batch(np.ascontiguousarray(costs), self.height, self.width, x, values)
             return x, values

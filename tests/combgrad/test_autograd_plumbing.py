@@ -17,7 +17,6 @@ FUNCTIONS = [
     ("combgrad.argmin.nid", "NegativeIdentity"),
     ("combgrad.functional.lp", "_LPValue"),
     ("combgrad.losses.fenchel_young", "FenchelYoung"),
-    ("combgrad.losses.spo", "SPOPlus"),
     ("combgrad.cvxpy_layer", "_CvxpyValue"),
 ]
 
