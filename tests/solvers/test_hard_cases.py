@@ -407,3 +407,34 @@ def test_an_infeasible_incumbent_at_a_limit_is_dropped_not_reported():
     assert "dropped" in checked.message
     good = Solution(Status.TIME_LIMIT, x=np.array([1.0, 0.0]), objective=1.0, backend="fake")
     assert _verify(problem, good, 1e-6, 0.0, per_row=True).x is not None
+
+
+def test_highs_array_model_constants_are_highspy_enums():
+    # The model goes to HiGHS through passModel's array form, which takes the matrix
+    # format, the sense and the integrality as plain integers.
+    highspy = pytest.importorskip("highspy")
+    from solvers._backends import highs
+
+    assert highs._COLUMN_WISE == int(highspy.MatrixFormat.kColwise)
+    assert highs._MINIMIZE == int(highspy.ObjSense.kMinimize)
+    assert int(highspy.HighsVarType.kContinuous) == 0
+    assert int(highspy.HighsVarType.kInteger) == 1
+
+
+def test_highs_gets_integrality_and_strided_bounds_right():
+    # A MILP whose LP relaxation differs, with bounds given per variable (the bound
+    # columns are strided views of the (n, 2) bounds array).
+    problem = LinearProgram(
+        [-1.0, -1.0],
+        A_ub=[[2.0, 2.0]],
+        b_ub=[3.0],
+        bounds=[(0, 1.2), (0, 5)],
+        integrality=[1, 1],
+    )
+    mip = solve(problem, "highs")
+    assert mip.status is Status.OPTIMAL and mip.objective == pytest.approx(-1.0)
+    assert mip.x.tolist() == pytest.approx(np.round(mip.x).tolist())
+    relaxed = solve(problem.relaxation(), "highs")
+    assert relaxed.objective == pytest.approx(-1.5) and relaxed.duals_ub is not None
+    capped = solve(problem.replace(bounds=[(0, 0.25), (0, 0.5)], integrality=None), "highs")
+    assert capped.x.tolist() == pytest.approx([0.25, 0.5])
