@@ -584,3 +584,33 @@ def test_problem_without_parameters():
     z, (xv,) = layer(return_variables=True)
     assert z.item() == pytest.approx(4.0)
     np.testing.assert_allclose(xv.numpy(), [1.0, 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("vary", ["objective", "constraints"])
+def test_stacks_solved_on_threads_give_the_serial_results(vary):
+    """Several stacks per call, solved at the same time on threads: the same values and
+    gradients as one after the other, call after call (kept models, one per stack)."""
+    problem, _, params = random_family(cp.Minimize)
+    batch = draw(np.random.default_rng(31), batch=7)
+    if vary == "objective":  # only c batched: the kept stacked models are re-solved
+        batch = [batch[0]] + [b[0] for b in batch[1:]]
+    results = {}
+    for threads in (1, 2, 4):
+        layer = CvxpyLayer(problem, parameters=params, stack=2, threads=threads)
+        for call in range(2):
+            inputs = as_tensors(batch)
+            z = layer(*inputs)
+            z.sum().backward()
+            results[threads, call] = (z.detach(), [t.grad for t in inputs])
+    serial_z, serial_grads = results[1, 0]
+    for z, grads in results.values():
+        torch.testing.assert_close(z, serial_z, rtol=0, atol=0)
+        for g, g0 in zip(grads, serial_grads):
+            torch.testing.assert_close(g, g0, rtol=0, atol=0)
+    for i in range(7):
+        item = [batch[0][i]] + [b if vary == "objective" else b[i] for b in batch[1:]]
+        assert serial_z[i].item() == pytest.approx(
+            cvxpy_value(problem, params, item), rel=VALUE_RTOL
+        )
+    with pytest.raises(ValueError, match="`threads` must be a positive integer or None"):
+        CvxpyLayer(problem, parameters=params, threads=0)
