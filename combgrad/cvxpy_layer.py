@@ -53,7 +53,7 @@ class _Config:
     workers: int | None
     need_duals: bool
     constraints_vary: bool
-    stack: int
+    stack: int | None
     cache: dict[Any, Any]
     integer_duals: str | None
     threads: int | None = None
@@ -75,6 +75,26 @@ def _forget_pool_in_child() -> None:  # a forked child has the pool object but n
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
+# Items per stacked LP when the constraints vary (a fresh model every call): building a
+# model is Python work that holds the GIL, so fewer, larger stacks win (measured on the
+# benchmark's batches of 64: one stack of 64 beat two of 32 on two threads).
+_FRESH_STACK = 64
+
+
+def _thread_width(threads: int | None) -> int:
+    return min(threads or os.cpu_count() or 1, 8)
+
+
+def _kept_stack(batch: int, threads: int | None) -> int:
+    """Items per kept stacked model: the batch split evenly over the threads (at most 64).
+
+    Re-solving a kept model is HiGHS work with the GIL released, so the stacks solve at the
+    same time, and a smaller LP is more than proportionally cheaper (two stacks of 32 on two
+    threads took half the time of one of 64).
+    """
+    return max(1, min(_FRESH_STACK, -(-batch // _thread_width(threads))))
+
+
 def _map_threads(fn: Callable[[Any], Any], items: list[Any], threads: int | None) -> list[Any]:
     """`[fn(item) for item in items]`, on up to `threads` threads (None: the CPU count).
 
@@ -82,7 +102,7 @@ def _map_threads(fn: Callable[[Any], Any], items: list[Any], threads: int | None
     two chunks solve at the same time; idle pool threads block, they never spin.
     """
     global _POOL
-    width = min(len(items), threads or os.cpu_count() or 1, 8)
+    width = min(len(items), _thread_width(threads))
     if width <= 1:
         return [fn(item) for item in items]
     with _POOL_LOCK:
@@ -134,14 +154,15 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[Any]:
     costs = plp.costs(theta)
     B = theta.shape[0]
     if cfg.constraints_vary:
-        if cfg.stack > 1 and not plp.is_mip:
+        stack = cfg.stack or _FRESH_STACK
+        if stack > 1 and not plp.is_mip:
             # Stacking items into block-diagonal LPs amortizes the per-solve overhead,
             # which dominates on small LPs; a chunk that fails is re-solved item by item,
             # so that the error names the item.
-            starts = list(range(0, B, cfg.stack))
+            starts = list(range(0, B, stack))
             blocks: list[Any] = []
             for lo in starts:
-                hi = lo + cfg.stack
+                hi = lo + stack
                 try:
                     blocks.append(plp.stacked_linear_program(theta[lo:hi], costs[lo:hi]))
                 except ValueError:  # re-built item by item below, naming the item
@@ -161,7 +182,7 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[Any]:
             results = iter(stacked)
             sols = []
             for lo, block in zip(starts, blocks):
-                hi = min(lo + cfg.stack, B)
+                hi = min(lo + stack, B)
                 sol = None if block is None else next(results)
                 if (
                     sol is not None
@@ -183,7 +204,7 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[Any]:
                 workers=cfg.workers,
                 options=cfg.options,
             )
-    elif cfg.stack > 1 and not plp.is_mip and cfg.workers is None:
+    elif (cfg.stack or 2) > 1 and not plp.is_mip and cfg.workers is None:
         # One structure, LP: a stacked block-diagonal model per chunk size, kept across
         # calls while the constraint data stay the same, re-solved with the new costs.
         key = plp.constraint_key(theta[0])
@@ -192,9 +213,10 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[Any]:
             cfg.cache["key"] = key
         # One kept model per chunk position (chunks solve at the same time on threads,
         # and a HiGHS instance must not be shared between threads).
+        stack = cfg.stack or _kept_stack(B, cfg.threads)
         chunks = []
-        for lo in range(0, B, cfg.stack):
-            part = costs[lo : lo + cfg.stack]
+        for lo in range(0, B, stack):
+            part = costs[lo : lo + stack]
             solver = cfg.cache.get((lo, len(part)))
             if solver is None:
                 try:
@@ -335,17 +357,18 @@ class CvxpyLayer(nn.Module):
         backend: a name from `solvers.available_backends()`.
         options: backend options, as for `solvers.solve`.
         workers: solve the batch in this many worker processes (`solvers.solve_batch`).
-        stack: for LPs whose constraints vary across the batch, solve up to this many
-            items as one block-diagonal LP (the blocks are independent, so each block's
-            part of the solution and duals is optimal for its item); this amortizes the
-            per-solve overhead that dominates on small LPs. `1` solves item by item.
-            At a tied optimum the vertex chosen may differ from a single-item solve.
-            Stacked LPs are also used, with the model kept across calls, when only
-            objective parameters are batched. With HiGHS, stacked solves skip presolve
-            unless `options` sets `presolve` (twice as fast on the benchmark LPs).
-            Default 32: on the benchmark's batches of 64, two stacks of 32 solved on two
-            threads took half the time of one stack of 64 (a smaller LP is more than
-            proportionally cheaper, and the two solve at the same time).
+        stack: solve up to this many items of a batch as one block-diagonal LP (the blocks
+            are independent, so each block's part of the solution and duals is optimal for
+            its item); this amortizes the per-solve overhead that dominates on small LPs.
+            `1` solves item by item. At a tied optimum the vertex chosen may differ from a
+            single-item solve. When only objective parameters are batched, each stack's
+            model is kept across calls and re-solved with the new costs. None (default):
+            64 when the constraints vary (a fresh model each call, whose building holds the
+            GIL: fewer, larger stacks were faster), and the batch split evenly over the
+            threads when models are kept (their re-solves run at the same time; on the
+            benchmark's batches of 64, two stacks of 32 on two threads took half the time
+            of one of 64). With HiGHS, stacked solves skip presolve unless `options` sets
+            `presolve` (twice as fast on the benchmark LPs).
         threads: the stacks of a call are solved at the same time on up to this many
             threads (HiGHS releases the GIL while it solves; idle threads block, they
             never spin); None: the number of CPUs (at most 8); 1: one after the other.
@@ -395,7 +418,7 @@ class CvxpyLayer(nn.Module):
         options: Mapping[str, Any] | None = None,
         workers: int | None = None,
         integer_duals: Literal["fixed"] | None = None,
-        stack: int = 32,
+        stack: int | None = None,
         threads: int | None = None,
     ) -> None:
         super().__init__()
@@ -413,8 +436,10 @@ class CvxpyLayer(nn.Module):
             raise ValueError(f"`integer_duals` must be None or 'fixed'; got {integer_duals!r}.")
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"`workers` must be a positive integer; got {workers!r}.")
-        if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
-            raise ValueError(f"`stack` must be a positive integer; got {stack!r}.")
+        if stack is not None and (
+            isinstance(stack, bool) or not isinstance(stack, int) or stack < 1
+        ):
+            raise ValueError(f"`stack` must be a positive integer or None; got {stack!r}.")
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
