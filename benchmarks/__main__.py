@@ -3,9 +3,10 @@
 Sections: ``solvers`` (LP layer), ``losses`` (exact losses against references),
 ``combinatorial`` (the fast exact solvers; ``benchmarks/bench_combinatorial.py``),
 ``dfl`` (decision-focused learning side by side with PyEPO; needs the ``bench`` extra),
-``cvxpy`` (`CvxpyLayer` against cvxpylayers; ``benchmarks/bench_cvxpy_layer.py``) and
-``scaling`` (time and memory against size; ``benchmarks/bench_scaling.py``). With
-no section named, all run in that order. ``--quick`` runs tiny sizes with few repeats (a
+``cvxpy`` (`CvxpyLayer` against cvxpylayers; ``benchmarks/bench_cvxpy_layer.py``),
+``cuda`` (the losses with CUDA inputs against the CPU; skipped without a GPU;
+``benchmarks/bench_cuda.py``) and ``scaling`` (time and memory against size;
+``benchmarks/bench_scaling.py``). With no section named, all run in that order. ``--quick`` runs tiny sizes with few repeats (a
 smoke run, numbers meaningless). A summary of every targeted row closes the output.
 """
 
@@ -61,6 +62,12 @@ def _cvxpy(quick: bool, repeats: int | None) -> list[Row]:
     return bench_cvxpy_layer.run(quick, repeats)
 
 
+def _cuda(quick: bool, repeats: int | None) -> list[Row]:
+    from . import bench_cuda
+
+    return bench_cuda.run(quick, repeats)
+
+
 def _scaling(quick: bool, repeats: int | None) -> list[Row]:
     # Curves, not targets: it prints its table and fitted exponents and saves the plot.
     from . import bench_scaling
@@ -75,6 +82,7 @@ SECTIONS: dict[str, Callable[[bool, int | None], list[Row]]] = {
     "combinatorial": _combinatorial,
     "dfl": _dfl,
     "cvxpy": _cvxpy,
+    "cuda": _cuda,
     "scaling": _scaling,
 }
 

@@ -125,3 +125,17 @@ def test_quick_dfl_section_prints_both_libraries(capsys):
                     assert re.search(r"\s\d+\.\d{3}\s+(met|MISSED)", line), line
     summary = out[out.index("== targets ==") :]
     assert summary.count("dfl shortest path") == 3  # a speed target per method
+
+
+def test_cuda_section_runs_its_cases_and_skips_without_a_gpu(capsys):
+    import torch
+
+    from benchmarks import bench_cuda
+
+    # The device path is the CPU here (CI has no GPU): every case runs, with its ratio.
+    rows = bench_cuda.run(quick=True, device="cpu")
+    assert len(rows) == 4 and all(math.isfinite(r.ratio) for r in rows)
+    assert "== cuda == cpu" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert bench_cuda.run(quick=True) == []
+        assert "no CUDA device: skipped" in capsys.readouterr().out
