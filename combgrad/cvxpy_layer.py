@@ -204,7 +204,7 @@ def _solve_items(theta: np.ndarray, cfg: _Config, batched: bool) -> list[Any]:
                 workers=cfg.workers,
                 options=cfg.options,
             )
-    elif (cfg.stack or 2) > 1 and not plp.is_mip and cfg.workers is None:
+    elif (cfg.stack is None or cfg.stack > 1) and not plp.is_mip and cfg.workers is None:
         # One structure, LP: a stacked block-diagonal model per chunk size, kept across
         # calls while the constraint data stay the same, re-solved with the new costs.
         key = plp.constraint_key(theta[0])
