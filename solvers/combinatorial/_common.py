@@ -129,9 +129,9 @@ def run_chunks(
     The kernels release the GIL, so the slices run at the same time in a small pool
     of Python threads (the calling thread is one of them). Each thread takes the next
     free slice until none is left (up to 8 slices per thread), so a thread slowed by
-    another process or by torch's spinning OpenMP workers does not hold up the call. Idle pool threads
-    block on a queue: unlike OpenMP or numba's parallel workers they never spin, so
-    they take no CPU from torch between calls.
+    another process or by torch's spinning OpenMP workers does not hold up the call.
+    Idle pool threads block on a queue: unlike OpenMP or numba's parallel workers they
+    never spin, so they take no CPU from torch between calls.
 
     Args:
         kernel: writes the results of items `lo..hi-1` in place.

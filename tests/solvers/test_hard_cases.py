@@ -438,3 +438,19 @@ def test_highs_gets_integrality_and_strided_bounds_right():
     assert relaxed.objective == pytest.approx(-1.5) and relaxed.duals_ub is not None
     capped = solve(problem.replace(bounds=[(0, 0.25), (0, 0.5)], integrality=None), "highs")
     assert capped.x.tolist() == pytest.approx([0.25, 0.5])
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_highs_solutions_are_complete_and_read_only(reuse):
+    # HiGHS builds its Solution on a fast path (no conversions): it must still carry
+    # every field, with read-only float64 arrays, like one built by the constructor.
+    problem = LinearProgram([1.0, 2.0], A_ub=[[-1.0, -1.0]], b_ub=[-1.0], A_eq=[[1.0, -1.0]],
+                            b_eq=[0.0], bounds=(0, None))  # fmt: skip
+    sol = solvers.Solver(problem).solve([1.0, 2.0]) if reuse else solve(problem, "highs")
+    assert sol.status is Status.OPTIMAL and sol.success and sol.backend == "highs"
+    assert sol.objective == pytest.approx(1.5) and isinstance(sol.objective, float)
+    for array in (sol.x, sol.duals_ub, sol.duals_eq):
+        assert array.dtype == np.float64 and not array.flags.writeable
+    assert sol.info["raw_status"] == "kOptimal" and "primal_residual" in sol.info
+    assert sol.solve_time > 0 and "HiGHS kOptimal" in sol.message
+    assert repr(sol).startswith("Solution(status=OPTIMAL")
