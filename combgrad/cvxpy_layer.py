@@ -23,6 +23,7 @@ Two outputs:
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -106,10 +107,26 @@ def _map_threads(fn: Callable[[Any], Any], items: list[Any], threads: int | None
     if width <= 1:
         return [fn(item) for item in items]
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < width:
-            _POOL = ThreadPoolExecutor(max_workers=width, thread_name_prefix="cvxpy-layer")
+        if _POOL is None or _POOL._max_workers < width - 1:
+            _POOL = ThreadPoolExecutor(max_workers=width - 1, thread_name_prefix="cvxpy-layer")
         pool = _POOL
-    return list(pool.map(fn, items))
+    # The calling thread works too, and every thread takes the next item until none is
+    # left: `pool.map` alone ran the two stacks one after the other when the executor
+    # handed both to one worker thread (measured after other work had left it idle).
+    results: list[Any] = [None] * len(items)
+    next_item = itertools.count()  # next() on a count is atomic under the GIL
+
+    def take_items() -> None:
+        while (i := next(next_item)) < len(items):
+            results[i] = fn(items[i])
+
+    futures = [pool.submit(take_items) for _ in range(width - 1)]
+    try:
+        take_items()
+    finally:
+        for future in futures:
+            future.result()
+    return results
 
 
 def _item_lp(
