@@ -393,14 +393,40 @@ def _lsap_core(
 
 
 @njit(cache=True, nogil=True)
-def _lsap_finish(b, n, m, transpose, col4row, matched):  # pragma: no cover - compiled
-    """Write item b's matching as a row -> column map (rows of the caller's orientation)."""
+def _lsap_workspace(cap):  # pragma: no cover - compiled
+    """Scratch for items of up to cap x cap: the working cost matrix, then `_lsap_core`'s
+    arrays (col4row, v, dist, pred, row4col, cols, group = no groups, group_seen)."""
+    return (
+        np.empty((cap, cap)),
+        np.empty(cap, dtype=np.int64),
+        np.empty(cap),
+        np.empty(cap),
+        np.empty(cap, dtype=np.int64),
+        np.empty(cap, dtype=np.int64),
+        np.empty(cap, dtype=np.int64),
+        np.full(cap, -1, dtype=np.int64),
+        np.empty(cap, dtype=np.bool_),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _lsap_match_item(b, n, m, transpose, work, matched):  # pragma: no cover - compiled
+    """Match item b, whose costs are in `work`'s matrix (transposed when n > m).
+
+    Writes the matching into `matched[b]` as a row -> column map in the caller's
+    orientation; returns `LSAP_OK` or `LSAP_INFEASIBLE`.
+    """
+    c, col4row, v, dist, pred, row4col, cols, group, group_seen = work
+    rows, n_cols = (m, n) if transpose else (n, m)
+    if _lsap_core(c, rows, n_cols, col4row, v, dist, pred, row4col, cols, group, group_seen):
+        return LSAP_INFEASIBLE
     if transpose:
         for r in range(m):
             matched[b, col4row[r]] = r
     else:
         for i in range(n):
             matched[b, i] = col4row[i]
+    return LSAP_OK
 
 
 @njit(cache=True, nogil=True)
@@ -414,16 +440,8 @@ def lsap_dense(
     matched row; values (B,) float64, the sum of the matched costs in row order;
     status (B,) int8 (`LSAP_OK`, `LSAP_INFEASIBLE`, `LSAP_BAD`).
     """
-    cap = max(costs.shape[1], costs.shape[2])
-    c = np.empty((cap, cap))
-    col4row = np.empty(cap, dtype=np.int64)
-    v = np.empty(cap)
-    dist = np.empty(cap)
-    pred = np.empty(cap, dtype=np.int64)
-    row4col = np.empty(cap, dtype=np.int64)
-    cols = np.empty(cap, dtype=np.int64)
-    group = np.full(cap, -1, dtype=np.int64)
-    group_seen = np.empty(cap, dtype=np.bool_)
+    work = _lsap_workspace(max(costs.shape[1], costs.shape[2]))
+    c = work[0]
     for b in range(lo, hi):
         n = n_len[b]
         m = m_len[b]
@@ -447,11 +465,9 @@ def lsap_dense(
         if bad:
             status[b] = LSAP_BAD
             continue
-        rows, n_cols = (m, n) if transpose else (n, m)
-        if _lsap_core(c, rows, n_cols, col4row, v, dist, pred, row4col, cols, group, group_seen):
-            status[b] = LSAP_INFEASIBLE
+        status[b] = _lsap_match_item(b, n, m, transpose, work, matched)
+        if status[b] != LSAP_OK:
             continue
-        _lsap_finish(b, n, m, transpose, col4row, matched)
         total = 0.0
         for i in range(n):
             j = matched[b, i]
@@ -473,17 +489,9 @@ def lsap_gather(
     Repeated labels of an item have identical cost rows: they are passed to `_augment`
     as one group (a bag's repeated labels otherwise dominate the solve time).
     """
-    cap = max(labels.shape[1], instances.shape[1])
+    work = _lsap_workspace(max(labels.shape[1], instances.shape[1]))
+    c, group = work[0], work[7]
     first_row = np.full(scores.shape[2], -1, dtype=np.int64)
-    c = np.empty((cap, cap))
-    col4row = np.empty(cap, dtype=np.int64)
-    v = np.empty(cap)
-    dist = np.empty(cap)
-    pred = np.empty(cap, dtype=np.int64)
-    row4col = np.empty(cap, dtype=np.int64)
-    cols = np.empty(cap, dtype=np.int64)
-    group = np.full(cap, -1, dtype=np.int64)
-    group_seen = np.empty(cap, dtype=np.bool_)
     for b in range(lo, hi):
         n = n_len[b]
         m = m_len[b]
@@ -516,11 +524,9 @@ def lsap_gather(
                 group[l] = first_row[label]
             for l in range(n):
                 first_row[labels[b, l]] = -1
-        rows, n_cols = (m, n) if transpose else (n, m)
-        if _lsap_core(c, rows, n_cols, col4row, v, dist, pred, row4col, cols, group, group_seen):
-            status[b] = LSAP_INFEASIBLE
+        status[b] = _lsap_match_item(b, n, m, transpose, work, matched)
+        if status[b] != LSAP_OK:
             continue
-        _lsap_finish(b, n, m, transpose, col4row, matched)
         total = 0.0
         for l in range(n):
             i = matched[b, l]
